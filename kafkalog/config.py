@@ -1,0 +1,287 @@
+"""Handler options: one typed, validated, frozen place, built from dictConfig-style values.
+
+Every option can be given as a plain string or number (as it arrives from a config file);
+names and units follow Kafka's producer settings (``linger_ms``, ``batch_size`` in bytes). A bad
+name or value raises :class:`~kafkalog.errors.ConfigError` (a ``ValueError``) naming the option,
+when the handler is built rather than at the first log call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import orjson
+
+from kafkalog.errors import ConfigError
+
+KeyFunc = Callable[[logging.LogRecord], str | bytes | None]
+
+OverflowPolicy = Literal["spill", "drop_newest", "drop_oldest", "block"]
+Acks = Literal[0, 1, -1]
+
+OVERFLOW_POLICIES: tuple[str, ...] = ("spill", "drop_newest", "drop_oldest", "block")
+COMPRESSION_TYPES: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
+SCHEMAS: tuple[str, ...] = ("default", "ecs")
+
+# Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).
+_TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+DEFAULT_BOOTSTRAP = "localhost:9092"
+BOOTSTRAP_ENV = "KAFKALOG_BOOTSTRAP_SERVERS"
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerConfig:
+    """All options of a :class:`~kafkalog.KafkaHandler`, validated.
+
+    Build it with :meth:`from_options`; the handler does that for its keyword arguments.
+    """
+
+    topic: str
+    bootstrap_servers: tuple[str, ...] = (DEFAULT_BOOTSTRAP,)
+    # Partitioning: ``key`` is a record attribute name or a callable; ``partition`` pins one.
+    key: str | KeyFunc | None = None
+    partition: int | None = None
+    # Producer settings, Kafka names and units.
+    acks: Acks = -1
+    compression_type: str = "none"
+    linger_ms: int = 5
+    batch_size: int = 16384
+    max_request_size: int = 1048576
+    delivery_timeout_ms: int = 120000
+    request_timeout_ms: int = 30000
+    retry_backoff_ms: int = 100
+    retry_backoff_max_ms: int = 1000
+    client_id: str | None = None
+    producer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The in-memory queue between emit() and the worker.
+    queue_max_records: int = 100000
+    queue_max_bytes: int = 64 * 1024 * 1024
+    overflow_policy: OverflowPolicy = "drop_newest"
+    block_timeout_ms: int = 100
+    # Shutdown and confirmed ("sync") records.
+    close_timeout_ms: int = 5000
+    sync_level: int | None = None
+    sync_timeout_ms: int = 5000
+    # Record layout.
+    schema: str = "default"
+    static_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> HandlerConfig:
+        """Validate ``options`` (strings and numbers as found in config files) into a config."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        for name in options:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(name, f"unknown option{hint}")
+        if "topic" not in options or options["topic"] in (None, ""):
+            raise ConfigError("topic", "is required")
+
+        o = dict(options)
+        values: dict[str, Any] = {
+            "topic": _topic(o.pop("topic")),
+            "bootstrap_servers": _bootstrap(o.pop("bootstrap_servers", None)),
+        }
+        if "key" in o:
+            values["key"] = _key(o.pop("key"))
+        if "partition" in o:
+            p = o.pop("partition")
+            values["partition"] = None if p in (None, "") else _int("partition", p, minimum=0)
+        if "acks" in o:
+            values["acks"] = _acks(o.pop("acks"))
+        if "compression_type" in o:
+            values["compression_type"] = _compression(o.pop("compression_type"))
+        for name, minimum in _INT_OPTIONS.items():
+            if name in o:
+                values[name] = _int(name, o.pop(name), minimum=minimum)
+        if "client_id" in o:
+            cid = o.pop("client_id")
+            values["client_id"] = None if cid is None else _str("client_id", cid)
+        if "producer_config" in o:
+            values["producer_config"] = _mapping("producer_config", o.pop("producer_config"))
+        if "overflow_policy" in o:
+            values["overflow_policy"] = _choice(
+                "overflow_policy", o.pop("overflow_policy"), OVERFLOW_POLICIES
+            )
+        if "sync_level" in o:
+            values["sync_level"] = _level("sync_level", o.pop("sync_level"))
+        if "schema" in o:
+            values["schema"] = _choice("schema", o.pop("schema"), SCHEMAS)
+        if "static_fields" in o:
+            values["static_fields"] = _mapping("static_fields", o.pop("static_fields"))
+        assert not o, f"option(s) validated nowhere: {sorted(o)}"  # a bug in this module
+
+        config = cls(**values)
+        config._check_relations()
+        return config
+
+    def _check_relations(self) -> None:
+        if self.retry_backoff_max_ms < self.retry_backoff_ms:
+            raise ConfigError(
+                "retry_backoff_max_ms",
+                f"must be >= retry_backoff_ms ({self.retry_backoff_ms}), "
+                f"got {self.retry_backoff_max_ms}",
+            )
+        if self.max_request_size < 4096:
+            raise ConfigError("max_request_size", "must be at least 4096 bytes")
+        if self.queue_max_bytes < self.max_request_size:
+            raise ConfigError(
+                "queue_max_bytes",
+                f"must be >= max_request_size ({self.max_request_size}) so that one "
+                "record of the largest size fits",
+            )
+        reserved = {"bootstrap_servers", "acks", "compression_type", "key_serializer",
+                    "value_serializer", "partitioner"}
+        clash = reserved & set(self.producer_config)
+        if clash:
+            raise ConfigError(
+                "producer_config",
+                f"sets {sorted(clash)}, which are handler options or owned by kafkalog; "
+                "set them as handler options instead",
+            )
+
+
+# Integer options and their minimum values.
+_INT_OPTIONS: dict[str, int] = {
+    "linger_ms": 0,
+    "batch_size": 1,
+    "max_request_size": 1,
+    "delivery_timeout_ms": 1,
+    "request_timeout_ms": 1,
+    "retry_backoff_ms": 0,
+    "retry_backoff_max_ms": 0,
+    "queue_max_records": 1,
+    "queue_max_bytes": 1,
+    "block_timeout_ms": 0,
+    "close_timeout_ms": 0,
+    "sync_timeout_ms": 0,
+}
+
+
+def _int(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(name, f"must be an integer, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = int(value.strip().replace("_", ""))
+        except ValueError:
+            raise ConfigError(name, f"must be an integer, got {value!r}") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        raise ConfigError(name, f"must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(name, f"must be >= {minimum}, got {value}")
+    return value
+
+
+def _str(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(name, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _choice(name: str, value: Any, choices: Sequence[str]) -> Any:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+    return text
+
+
+def _topic(value: Any) -> str:
+    topic = _str("topic", value)
+    if not _TOPIC_RE.match(topic) or topic in (".", ".."):
+        raise ConfigError(
+            "topic",
+            f"{topic!r} is not a valid Kafka topic name "
+            "(1-249 characters of a-z, A-Z, 0-9, '.', '_', '-')",
+        )
+    return topic
+
+
+def _bootstrap(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        value = os.environ.get(BOOTSTRAP_ENV) or DEFAULT_BOOTSTRAP
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ConfigError(
+            "bootstrap_servers", f"must be 'host:port,host:port' or a list, got {value!r}"
+        )
+    servers = tuple(item for item in items if item)
+    if not servers:
+        raise ConfigError("bootstrap_servers", "is empty")
+    for server in servers:
+        host, sep, port = server.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("bootstrap_servers", f"{server!r} is not host:port")
+    return servers
+
+
+def _key(value: Any) -> str | KeyFunc | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        if not value.isidentifier():
+            raise ConfigError(
+                "key", f"{value!r} is not a record attribute name (use extra={{...}} names)"
+            )
+        return value
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    raise ConfigError("key", f"must be an attribute name or a callable, got {value!r}")
+
+
+def _acks(value: Any) -> Acks:
+    text = str(value).strip().lower()
+    mapping: dict[str, Acks] = {"0": 0, "1": 1, "all": -1, "-1": -1}
+    if isinstance(value, bool) or text not in mapping:
+        raise ConfigError("acks", f"must be 0, 1 or all; got {value!r}")
+    return mapping[text]
+
+
+def _compression(value: Any) -> str:
+    name = "none" if value is None else _choice("compression_type", value, COMPRESSION_TYPES)
+    return str(name)
+
+
+def _level(name: str, value: Any) -> int | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        level = logging.getLevelName(text.upper())
+        if isinstance(level, int):
+            return level
+    raise ConfigError(name, f"must be a level name such as 'CRITICAL' or a number, got {value!r}")
+
+
+def _mapping(name: str, value: Any) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        # A JSON object in one string, for config formats that have no mappings (INI files).
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ConfigError(name, "must be a mapping or a JSON object string") from None
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, f"must be a mapping, got {type(value).__name__}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(name, f"keys must be strings, got {key!r}")
+    return dict(value)

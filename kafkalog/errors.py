@@ -1,0 +1,41 @@
+"""Exception types raised by kafkalog, each marked retriable or not.
+
+The worker decides whether to retry a failed send by looking at ``retriable`` on the exception
+type, never at the text of a message.
+"""
+
+from __future__ import annotations
+
+
+class KafkalogError(Exception):
+    """Base class of every error kafkalog raises."""
+
+    retriable: bool = False
+
+
+class ConfigError(KafkalogError, ValueError):
+    """A handler option has a bad name or value. The message names the option.
+
+    It is a ``ValueError`` so that ``logging.config.dictConfig`` reports it as a bad value.
+    """
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"kafkalog option {option!r}: {problem}")
+        self.option = option
+
+
+class TransportError(KafkalogError):
+    """Sending to Kafka failed; ``retriable`` says whether trying again may help.
+
+    ``cause_name`` is the name of the underlying client error type (for example
+    ``KafkaTimeoutError``), kept for counters and warnings.
+    """
+
+    def __init__(self, message: str, *, retriable: bool, cause_name: str = "") -> None:
+        super().__init__(message)
+        self.retriable = retriable
+        self.cause_name = cause_name or type(self).__name__
+
+
+class SpillError(KafkalogError):
+    """The local spill store could not write or read a segment."""

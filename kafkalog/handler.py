@@ -1,0 +1,382 @@
+"""``KafkaHandler``: format the record, put the bytes on the queue, return. No network code here.
+
+Everything that waits (connecting, sending, retrying) happens on the worker thread. This module
+also owns the process-wide hooks: flushing at interpreter exit before kafka-python closes its
+clients, and starting afresh in a forked child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing.util as mp_util
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kafkalog.config import HandlerConfig
+from kafkalog.diagnostics import LOGGER_NAME, RateLimitedWarnings
+from kafkalog.errors import ConfigError, TransportError
+from kafkalog.formatter import JsonFormatter
+from kafkalog.queue import Entry, RecordQueue
+from kafkalog.transport import KafkaPythonTransport, Transport, check_compression_available
+from kafkalog.worker import BatchWorker
+
+TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
+
+# Records of these top-level loggers never enter the handler: kafka-python's own logging (it
+# would feed back into the client that is sending it) and kafkalog's diagnostics.
+_OWN_LOGGERS = frozenset({"kafka", LOGGER_NAME})
+# Room left in a request for the record batch header, the record header and the key.
+RECORD_OVERHEAD_BYTES = 1024
+
+
+def _kafka_python_transport(config: HandlerConfig, on_new_client: Callable[[], None]) -> Transport:
+    return KafkaPythonTransport(config, on_new_client=on_new_client)
+
+
+def _holding_logging_lock() -> bool:
+    """True if this thread holds logging's module lock (dictConfig does while it reconfigures).
+
+    Waiting for the worker then could stall every thread that logs, so close() and flush()
+    hand the remaining work to the worker and return at once instead.
+    """
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned()) if callable(is_owned) else False
+
+
+class KafkaHandler(logging.Handler):
+    """A logging handler that ships each record as one JSON message to a Kafka topic.
+
+    ``emit()`` only formats the record (JSON, with orjson) and appends it to a bounded queue;
+    a background thread batches the records and sends them with kafka-python. ``emit()`` never
+    does network I/O, never raises, and never waits longer than ``block_timeout_ms`` (policy
+    ``block``) or ``sync_timeout_ms`` (records at or above ``sync_level``).
+
+    Options are keyword arguments named like Kafka's producer settings; see
+    :class:`~kafkalog.config.HandlerConfig` and ``docs/configuration.md``. A bad option raises
+    :class:`~kafkalog.errors.ConfigError` (a ``ValueError``) naming it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    def __init__(
+        self,
+        topic: str | None = None,
+        *,
+        level: int | str = logging.NOTSET,
+        config: HandlerConfig | None = None,
+        transport_factory: TransportFactory | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(level)
+        if config is None:
+            if topic is not None:
+                options["topic"] = topic
+            config = HandlerConfig.from_options(options)
+        elif topic is not None or options:
+            raise ConfigError("config", "give either config= or individual options, not both")
+        missing = check_compression_available(config.compression_type)
+        if missing and transport_factory is None:
+            raise ConfigError(
+                "compression_type",
+                f"{config.compression_type!r} needs the {missing!r} package "
+                f"(pip install 'kafkalog[{config.compression_type}]')",
+            )
+        self.config = config
+        self._transport_factory = transport_factory or _kafka_python_transport
+        self._json = JsonFormatter(
+            schema=config.schema,
+            static_fields=config.static_fields,
+            max_bytes=self._max_value_bytes(),
+        )
+        self._key_of = _key_function(config.key)
+        self._sync_level = config.sync_level
+        self._sync_timeout_s = config.sync_timeout_ms / 1000
+        self._close_timeout_s = config.close_timeout_ms / 1000
+        self._build_pipeline()
+        _LIVE.add(self)
+        _register_child_exit(self)
+
+    def _max_value_bytes(self) -> int:
+        return self.config.max_request_size - RECORD_OVERHEAD_BYTES
+
+    def _build_pipeline(self) -> None:
+        """Create the queue, transport and worker (again in a forked child)."""
+        config = self.config
+        self._local = threading.local()
+        self._state_lock = threading.Lock()
+        self._warnings = RateLimitedWarnings()
+        self._queue = RecordQueue(
+            max_records=config.queue_max_records,
+            max_bytes=config.queue_max_bytes,
+            batch_bytes=config.batch_size,
+            policy=config.overflow_policy,
+            block_timeout_s=config.block_timeout_ms / 1000,
+            on_drop=self._dropped_oldest,
+        )
+        self._transport = self._transport_factory(config, _keep_exit_hook_first)
+        self._worker = BatchWorker(
+            self._queue,
+            self._transport,
+            config,
+            on_give_up=self._give_up,
+            warnings=self._warnings,
+            name=f"kafkalog-worker-{config.topic}",
+        )
+        self._started = False
+        self._closed = False
+        self._failed = 0
+        self._dropped_after_close = 0
+        self._reentrant = 0
+        self._failures_reported = 0
+
+    # -- the caller's thread -------------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Filter and emit without taking the handler lock: the queue is thread-safe, and the
+        lock would make every logging thread wait behind one that waits (``sync_level``)."""
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
+            record = rv
+        if rv:
+            self.emit(record)
+        return bool(rv)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format ``record`` to JSON and queue it. Never raises; errors go to ``handleError``."""
+        if record.name.partition(".")[0] in _OWN_LOGGERS:
+            return
+        local = self._local
+        if getattr(local, "active", False):
+            # Logging from inside this emit (say, in an argument's __repr__) would recurse.
+            self._reentrant += 1
+            return
+        local.active = True
+        try:
+            value = self._encode(record)
+            key = self._key_of(record) if self._key_of is not None else None
+            sync = self._sync_level is not None and record.levelno >= self._sync_level
+            waiter = threading.Event() if sync else None
+            if self._closed:
+                self._dropped_after_close += 1
+                return
+            if not self._started:
+                self._start_worker()
+            if self._queue.put((value, key, waiter)) and waiter is not None:
+                self._worker.request_flush(self._queue.accepted)
+                waiter.wait(self._sync_timeout_s)
+        except Exception:
+            self.handleError(record)
+        finally:
+            local.active = False
+
+    def _encode(self, record: logging.LogRecord) -> bytes:
+        fmt = self.formatter
+        if fmt is None:
+            return self._json.encode(record)
+        if isinstance(fmt, JsonFormatter):
+            return fmt.encode(record)
+        # A plain stdlib formatter: its text is the message value, cut to what Kafka accepts.
+        data = fmt.format(record).encode("utf-8", "backslashreplace")
+        limit = self._max_value_bytes()
+        return data if len(data) <= limit else data[:limit].decode("utf-8", "ignore").encode()
+
+    def setFormatter(self, fmt: logging.Formatter | None) -> None:  # noqa: N802 - stdlib name
+        """Set the formatter; a :class:`JsonFormatter` without ``max_bytes`` gets this handler's
+        limit, so that an oversized record is truncated rather than refused by Kafka."""
+        if isinstance(fmt, JsonFormatter) and fmt.max_bytes is None:
+            fmt.max_bytes = self._max_value_bytes()
+        super().setFormatter(fmt)
+
+    def _start_worker(self) -> None:
+        with self._state_lock:
+            if not self._started and not self._closed:
+                self._worker.start()
+                self._started = True
+
+    # -- the worker's callbacks ----------------------------------------------------------------
+
+    def _give_up(self, entries: Sequence[Entry], err: TransportError) -> None:
+        self._failed += len(entries)
+        self._warnings.warn(
+            f"failed:{err.cause_name}",
+            "could not deliver %d record(s) to topic %r: %s",
+            len(entries),
+            self.config.topic,
+            err,
+        )
+
+    def _dropped_oldest(self, entry: Entry) -> None:
+        waiter = entry[2]
+        if waiter is not None:
+            waiter.set()
+
+    # -- flush, close, stats -------------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record accepted before the call is acknowledged by the broker.
+
+        ``timeout`` is in seconds; None means ``close_timeout_ms``, so that ``logging.shutdown``
+        can not hang on an unreachable broker. Returns True only if every such record was
+        acknowledged, and no record failed or was dropped since the previous flush.
+        """
+        if not self._started:
+            return True
+        target = self._queue.accepted
+        self._worker.request_flush(target)
+        wait_s = self._close_timeout_s if timeout is None else max(0.0, timeout)
+        if _holding_logging_lock():
+            wait_s = 0.0
+        done = self._queue.wait_resolved(target, wait_s)
+        failures = self._failed + self._queue.dropped_oldest
+        ok = done and failures == self._failures_reported
+        if done:
+            self._failures_reported = failures
+        return ok
+
+    def close(self) -> None:
+        """Deliver what is queued within ``close_timeout_ms``, then stop the worker.
+
+        Idempotent. Called by ``logging.shutdown`` at exit and by ``dictConfig`` when it
+        replaces handlers; in the latter case it returns at once and the worker finishes the
+        delivery in the background (an exit hook waits for it).
+        """
+        with self._state_lock:
+            already, self._closed = self._closed, True
+        try:
+            if not already and self._started:
+                worker = self._worker
+                worker.request_flush(self._queue.accepted)
+                worker.stop(time.monotonic() + self._close_timeout_s)
+                _DRAINING.add(worker)
+                if not _holding_logging_lock():
+                    _finish(worker, self._close_timeout_s)
+            _LIVE.discard(self)
+        finally:
+            super().close()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since the handler was built (or since fork, in a child process).
+
+        Keys: ``enqueued``, ``delivered``, ``failed``, ``dropped``, ``spilled``, ``replayed``,
+        ``queue_depth``, ``queue_bytes``, and more detailed ones.
+        """
+        q = self._queue.counters()
+        w = self._worker.counters()
+        dropped = q["dropped_newest"] + q["dropped_oldest"] + self._dropped_after_close
+        return {
+            "enqueued": q["enqueued"],
+            "delivered": w["delivered"],
+            "failed": self._failed,
+            "dropped": dropped,
+            "spilled": 0,
+            "replayed": 0,
+            "queue_depth": q["queue_depth"],
+            "queue_bytes": q["queue_bytes"],
+            "dropped_newest": q["dropped_newest"],
+            "dropped_oldest": q["dropped_oldest"],
+            "dropped_after_close": self._dropped_after_close,
+            "blocked": q["blocked"],
+            "reentrant_skipped": self._reentrant,
+            "retries": w["retries"],
+            "batches": w["batches"],
+            "last_error": w["last_error"],
+        }
+
+    def __repr__(self) -> str:
+        level = logging.getLevelName(self.level)
+        servers = ",".join(self.config.bootstrap_servers)
+        return f"<KafkaHandler topic={self.config.topic!r} servers={servers!r} ({level})>"
+
+    # -- fork ----------------------------------------------------------------------------------
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's queue, worker and connections; start clean.
+
+        The parent delivers the records it had queued; the child must not send them again.
+        """
+        self._transport.disown()
+        self._build_pipeline()
+
+
+def _key_function(key: Any) -> Callable[[logging.LogRecord], bytes | None] | None:
+    """Turn the ``key`` option into record -> key bytes (None: no key)."""
+    if key is None:
+        return None
+
+    def to_bytes(value: Any) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            return value
+        return str(value).encode("utf-8", "backslashreplace")
+
+    if isinstance(key, str):
+        attr = key
+
+        def from_attribute(record: logging.LogRecord) -> bytes | None:
+            return to_bytes(record.__dict__.get(attr))
+
+        return from_attribute
+
+    func: Callable[[logging.LogRecord], Any] = key
+
+    def from_callable(record: logging.LogRecord) -> bytes | None:
+        return to_bytes(func(record))
+
+    return from_callable
+
+
+# -- process-wide hooks --------------------------------------------------------------------------
+
+_LIVE: weakref.WeakSet[KafkaHandler] = weakref.WeakSet()
+_DRAINING: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
+
+
+def _finish(worker: BatchWorker, timeout_s: float) -> None:
+    """Wait for a stopping worker; past ``timeout_s``, make it give up what it still holds."""
+    if not worker.join(timeout_s):
+        worker.abort()
+        worker.join(1.0)
+
+
+def _exit_hook() -> None:
+    """At interpreter exit: close every handler, then wait for workers still draining."""
+    for handler in list(_LIVE):
+        handler.close()
+    for worker in list(_DRAINING):
+        _finish(worker, max(0.0, worker.stop_deadline - time.monotonic()))
+
+
+def _keep_exit_hook_first() -> None:
+    """Re-register the exit hook so that it runs before the one kafka-python just registered.
+
+    atexit runs hooks in reverse order of registration; every new ``KafkaProducer`` registers
+    a hook that closes it within 1 s, which would cut off the records still to be flushed.
+    """
+    atexit.unregister(_exit_hook)
+    atexit.register(_exit_hook)
+
+
+def _after_fork_in_child() -> None:
+    for handler in list(_LIVE):
+        handler._reset_after_fork()
+    _DRAINING.clear()
+
+
+def _register_child_exit(handler: KafkaHandler) -> None:
+    """Close ``handler`` when a multiprocessing child exits (it skips atexit: ``os._exit``)."""
+
+    def in_child(h: KafkaHandler) -> None:
+        mp_util.Finalize(None, h.close, exitpriority=100)
+
+    mp_util.register_after_fork(handler, in_child)
+
+
+atexit.register(_exit_hook)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,204 @@
+"""The bounded in-memory queue between ``emit()`` and the worker thread.
+
+It is bounded by record count and by bytes, applies the overflow policy when full, wakes the
+worker once per batch rather than once per record, and keeps the delivery watermark that
+``flush()`` waits on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+# One queued record: (value, key, waiter). ``waiter`` is an Event for records whose caller waits
+# for confirmation (``sync_level``), else None. A plain tuple: it is built on the caller's thread.
+Entry = tuple[bytes, "bytes | None", "threading.Event | None"]
+
+# Bytes a record costs against ``queue_max_bytes`` beyond its value and key: the tuple and the
+# bytes objects themselves, so that a flood of tiny records is bounded too.
+ENTRY_OVERHEAD_BYTES = 100
+
+OverflowSink = Callable[[Entry], bool]
+
+
+def entry_size(entry: Entry) -> int:
+    """Bytes ``entry`` counts for against ``queue_max_bytes``."""
+    key = entry[1]
+    return len(entry[0]) + (len(key) if key is not None else 0) + ENTRY_OVERHEAD_BYTES
+
+
+class RecordQueue:
+    """A FIFO of encoded records, bounded by ``max_records`` and ``max_bytes``.
+
+    Progress is tracked as counts: ``accepted`` records have entered, ``removed`` have left the
+    queue (taken by the worker or dropped). While the worker has a batch in flight, the records
+    from ``inflight_start`` onwards are not resolved yet; ``resolved()`` is the number of records,
+    counted from the first one accepted, of which every one has been delivered, spilled or given
+    up on. ``flush()`` waits for it to reach the ``accepted`` count it saw.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_records: int,
+        max_bytes: int,
+        batch_bytes: int,
+        policy: str,
+        block_timeout_s: float,
+        overflow_sink: OverflowSink | None = None,
+        on_drop: Callable[[Entry], None] | None = None,
+    ) -> None:
+        self._max_records = max_records
+        self._max_bytes = max_bytes
+        self._batch_bytes = batch_bytes
+        self._policy = policy
+        self._block_timeout_s = block_timeout_s
+        self._overflow_sink = overflow_sink
+        self._on_drop = on_drop
+        self._items: deque[Entry] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._not_full = threading.Condition(self._lock)
+        self._progress = threading.Condition(self._lock)
+        #: Set when the worker should look at the queue: it became non-empty, a batch filled,
+        #: or someone asked for a flush.
+        self.wakeup = threading.Event()
+        self.accepted = 0
+        self.removed = 0
+        self.inflight_start: int | None = None
+        self.dropped_newest = 0
+        self.dropped_oldest = 0
+        self.overflowed = 0
+        self.blocked = 0
+
+    # -- caller side -------------------------------------------------------------------------
+
+    def put(self, entry: Entry) -> bool:
+        """Append ``entry``; apply the overflow policy if full. False if it was not accepted.
+
+        Never blocks longer than ``block_timeout_s`` (policy ``block``), and not at all otherwise.
+        """
+        size = entry_size(entry)
+        with self._lock:
+            full = len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
+            if full and not self._make_room(size):
+                return self._overflow(entry)
+            self._items.append(entry)
+            self._bytes += size
+            self.accepted += 1
+            before = self._bytes - size
+            wake = len(self._items) == 1 or (before < self._batch_bytes <= self._bytes)
+        if wake:
+            self.wakeup.set()
+        return True
+
+    def _fits(self, size: int) -> bool:
+        return len(self._items) < self._max_records and self._bytes + size <= self._max_bytes
+
+    def _make_room(self, size: int) -> bool:
+        """With the lock held: free space per policy. True if ``size`` now fits."""
+        if self._policy == "drop_oldest":
+            while self._items and not self._fits(size):
+                old = self._items.popleft()
+                self._bytes -= entry_size(old)
+                self.removed += 1
+                self.dropped_oldest += 1
+                if self._on_drop is not None:
+                    self._on_drop(old)
+            self._progress.notify_all()
+            return self._fits(size)
+        if self._policy == "block":
+            self.blocked += 1
+            return self._not_full.wait_for(lambda: self._fits(size), self._block_timeout_s)
+        return False
+
+    def _overflow(self, entry: Entry) -> bool:
+        """With the lock held: the record did not fit. Hand it to the overflow sink or drop it."""
+        # The sink is called with the lock held so that records overflowing from several
+        # threads reach it in the order they were refused.
+        sink = self._overflow_sink if self._policy == "spill" else None
+        if sink is not None and sink(entry):
+            self.overflowed += 1
+            return True
+        self.dropped_newest += 1
+        return False
+
+    # -- worker side -------------------------------------------------------------------------
+
+    def take(self, max_records: int, max_bytes: int) -> list[Entry]:
+        """Remove up to ``max_records``/``max_bytes`` from the head and mark them in flight.
+
+        The worker must call :meth:`batch_done` once every taken record is resolved.
+        """
+        with self._lock:
+            items = self._items
+            if not items:
+                return []
+            self.inflight_start = self.removed
+            if len(items) <= max_records and self._bytes <= max_bytes:
+                batch = list(items)
+                items.clear()
+                self._bytes = 0
+            else:
+                batch = []
+                taken_bytes = 0
+                while items and len(batch) < max_records:
+                    size = entry_size(items[0])
+                    if batch and taken_bytes + size > max_bytes:
+                        break
+                    batch.append(items.popleft())
+                    taken_bytes += size
+                self._bytes -= taken_bytes
+            self.removed += len(batch)
+            self._not_full.notify_all()
+            return batch
+
+    def batch_done(self) -> None:
+        """Every record of the batch in flight is resolved."""
+        with self._lock:
+            self.inflight_start = None
+            self._progress.notify_all()
+
+    def drain_all(self) -> list[Entry]:
+        """Remove every queued record (at shutdown), counting them as resolved."""
+        with self._lock:
+            batch = list(self._items)
+            self._items.clear()
+            self._bytes = 0
+            self.removed += len(batch)
+            self._not_full.notify_all()
+            self._progress.notify_all()
+            return batch
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def _resolved(self) -> int:
+        return self.removed if self.inflight_start is None else self.inflight_start
+
+    def wait_resolved(self, target: int, timeout_s: float | None) -> bool:
+        """Wait until the first ``target`` accepted records are all resolved. True if they are."""
+        with self._lock:
+            if timeout_s is None:
+                return self._progress.wait_for(lambda: self._resolved() >= target)
+            return self._progress.wait_for(lambda: self._resolved() >= target, timeout_s)
+
+    def depth(self) -> tuple[int, int]:
+        """(records, bytes) currently queued."""
+        with self._lock:
+            return len(self._items), self._bytes
+
+    def counters(self) -> dict[str, Any]:
+        """A snapshot of the queue's counters."""
+        with self._lock:
+            return {
+                "enqueued": self.accepted,
+                "dropped_newest": self.dropped_newest,
+                "dropped_oldest": self.dropped_oldest,
+                "overflowed": self.overflowed,
+                "blocked": self.blocked,
+                "queue_depth": len(self._items),
+                "queue_bytes": self._bytes,
+            }
+

@@ -1,0 +1,75 @@
+"""Test doubles for users' own tests: an in-memory transport that records what it was sent.
+
+Build a handler with ``KafkaHandler(topic="t", transport_factory=MemoryTransport.factory(store))``
+and look at ``store.records`` after ``handler.flush()``; no broker needed.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from kafkalog.config import HandlerConfig
+from kafkalog.errors import TransportError
+from kafkalog.transport import OutRecord, Transport
+
+
+class MemoryTransport:
+    """A :class:`~kafkalog.transport.Transport` that keeps every record it acknowledges.
+
+    ``fail_next`` makes the next calls to :meth:`send` fail: each item is a TransportError that
+    every record of that call gets (use ``retriable=True`` to exercise retries).
+    """
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+        self.fail_next: list[TransportError] = []
+        self.calls = 0
+        self.closed = False
+        self.disowned = False
+        self.gate: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def factory(
+        cls, instance: MemoryTransport | None = None
+    ) -> Callable[[HandlerConfig, Callable[[], None]], Transport]:
+        """A ``transport_factory`` for :class:`~kafkalog.KafkaHandler` returning ``instance``."""
+        shared = instance if instance is not None else cls()
+
+        def build(_config: HandlerConfig, _on_new_client: Callable[[], None]) -> Transport:
+            return shared
+
+        return build
+
+    def send(self, records: Sequence[OutRecord], timeout_s: float) -> list[TransportError | None]:
+        """Acknowledge ``records`` (or fail them, see ``fail_next``)."""
+        gate = self.gate
+        if gate is not None and not gate.wait(timeout_s):
+            err = TransportError("gate closed", retriable=True, cause_name="Gate")
+            return [err] * len(records)
+        with self._lock:
+            self.calls += 1
+            if self.fail_next:
+                err = self.fail_next.pop(0)
+                return [err] * len(records)
+            self.records.extend(records)
+        return [None] * len(records)
+
+    def close(self, timeout_s: float) -> None:
+        """Mark closed."""
+        self.closed = True
+
+    def disown(self) -> None:
+        """Mark disowned (called in a forked child)."""
+        self.disowned = True
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The acknowledged record values, decoded from JSON."""
+        with self._lock:
+            return [orjson.loads(value) for value, _key in self.records]
