@@ -32,6 +32,7 @@ class MemoryTransport:
         self.calls = 0
         self.closed = False
         self.disowned = False
+        self.interrupted = False
         self.gate: threading.Event | None = None
         self._lock = threading.Lock()
 
@@ -64,6 +65,10 @@ class MemoryTransport:
     def close(self, timeout_s: float) -> None:
         """Mark closed."""
         self.closed = True
+
+    def interrupt(self) -> None:
+        """Open the gate, if any, failing the send that waits at it."""
+        self.interrupted = True
 
     def disown(self) -> None:
         """Mark disowned (called in a forked child)."""

@@ -24,9 +24,13 @@ from kafkalog.errors import TransportError
 # One record as the transport sees it: (value, key).
 OutRecord = tuple[bytes, "bytes | None"]
 
-# Upper bound on how long any one call into kafka-python may block the worker (bootstrap,
-# metadata). Beyond it the worker's own backoff takes over, and close() stays prompt.
-MAX_BLOCK_CAP_MS = 5000
+# Upper bound on how long send() may wait for a topic's metadata on the worker thread. Beyond
+# it the worker's own backoff takes over, and close() stays prompt.
+MAX_BLOCK_MS = 1000
+# How long one send() waits for a bootstrap in progress before the worker backs off and retries.
+CONNECT_WAIT_S = 1.0
+# Waits are cut into slices this long so that interrupt() takes effect promptly.
+WAIT_SLICE_S = 0.1
 
 _COMPRESSION_LIBS = {"lz4": "lz4", "zstd": "zstandard", "snappy": "snappy"}
 
@@ -40,6 +44,9 @@ class Transport(Protocol):
     def close(self, timeout_s: float) -> None:
         """Release connections and threads; wait at most ``timeout_s``."""
 
+    def interrupt(self) -> None:
+        """Make a ``send`` that is waiting return now, its unacknowledged records retriable."""
+
     def disown(self) -> None:
         """In a forked child: forget the parent's connections without touching them."""
 
@@ -49,13 +56,15 @@ def classify(exc: BaseException) -> TransportError:
     if isinstance(exc, TransportError):
         return exc
     name = type(exc).__name__
+    text = f"{name}: {exc}"
     if isinstance(exc, kafka.errors.KafkaError):
         retriable = bool(type(exc).retriable)
+        text = str(exc)  # kafka-python's errors already start with their class name
     else:
         # Socket-level failures can pass again; anything else (TypeError, ValueError from a
         # bad record) will fail the same way every time.
         retriable = isinstance(exc, (OSError, TimeoutError))
-    return TransportError(f"{name}: {exc}", retriable=retriable, cause_name=name)
+    return TransportError(text, retriable=retriable, cause_name=name)
 
 
 def check_compression_available(codec: str) -> str | None:
@@ -86,13 +95,15 @@ class KafkaPythonTransport:
         self._on_new_client = on_new_client
         self._clock = clock
         self._producer: Any = None
+        self._connect: _Connect | None = None
+        self._interrupted = threading.Event()
         self._lock = threading.Lock()
         self.clients_built = 0
 
     def producer_settings(self, bootstrap_timeout_ms: int) -> dict[str, Any]:
         """The keyword arguments kafkalog gives ``KafkaProducer``."""
         c = self._config
-        max_block_ms = min(MAX_BLOCK_CAP_MS, c.request_timeout_ms)
+        max_block_ms = min(MAX_BLOCK_MS, c.request_timeout_ms)
         settings: dict[str, Any] = {
             "bootstrap_servers": list(c.bootstrap_servers),
             "acks": c.acks,
@@ -116,12 +127,29 @@ class KafkaPythonTransport:
         return settings
 
     def _ensure_producer(self, timeout_s: float) -> Any:
-        if self._producer is None:
-            bootstrap_ms = max(1, min(int(timeout_s * 1000), MAX_BLOCK_CAP_MS))
-            self._producer = kafka.KafkaProducer(**self.producer_settings(bootstrap_ms))
-            self.clients_built += 1
-            if self._on_new_client is not None:
-                self._on_new_client()
+        """The producer, building it on a helper thread and waiting at most ``timeout_s``.
+
+        kafka-python's constructor blocks until it has bootstrapped. Running it on its own
+        thread keeps every call of the worker bounded (so close() is prompt), and lets one
+        bootstrap attempt go on across several of the worker's retries instead of restarting.
+        """
+        if self._producer is not None:
+            return self._producer
+        with self._lock:
+            connect = self._connect
+            if connect is None or (connect.done.is_set() and connect.error is not None):
+                connect = _Connect(self.producer_settings(self._config.request_timeout_ms))
+                self._connect = connect
+        # At most CONNECT_WAIT_S per call: the worker's backoff and deadlines apply between.
+        if not self._wait(connect.done, min(timeout_s, CONNECT_WAIT_S)):
+            raise kafka.errors.KafkaTimeoutError("still connecting to the bootstrap servers")
+        if connect.error is not None:
+            raise connect.error
+        with self._lock:
+            self._producer, self._connect = connect.producer, None
+        self.clients_built += 1
+        if self._on_new_client is not None:
+            self._on_new_client()
         return self._producer
 
     def _discard_producer(self) -> None:
@@ -157,10 +185,15 @@ class KafkaPythonTransport:
                     break
                 results[i] = err
 
-        if futures:
-            # On timeout the futures still pending are reported as retriable below.
+        # Wait in slices so that interrupt() is noticed; what is still pending when the time is
+        # up is reported as retriable below.
+        while futures and not self._interrupted.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
             with contextlib.suppress(kafka.errors.KafkaTimeoutError):
-                producer.flush(timeout=max(0.0, deadline - self._clock()))
+                producer.flush(timeout=min(remaining, WAIT_SLICE_S))
+                break
 
         broken = False
         for i, future in futures:
@@ -181,9 +214,26 @@ class KafkaPythonTransport:
             self._discard_producer()
         return results
 
+    def _wait(self, event: threading.Event, timeout_s: float) -> bool:
+        deadline = self._clock() + timeout_s
+        while not event.is_set() and not self._interrupted.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            event.wait(min(remaining, WAIT_SLICE_S))
+        return event.is_set()
+
+    def interrupt(self) -> None:
+        """Cut short the ``send`` in progress and any later ones (used at close)."""
+        self._interrupted.set()
+
     def close(self, timeout_s: float) -> None:
         """Flush what the client holds (bounded) and close it."""
-        producer, self._producer = self._producer, None
+        with self._lock:
+            producer, self._producer = self._producer, None
+            connect, self._connect = self._connect, None
+        if connect is not None:
+            connect.abandon()
         if producer is not None:
             try:
                 producer.close(timeout=max(0.0, timeout_s))
@@ -198,6 +248,8 @@ class KafkaPythonTransport:
         closed makes its ``close()`` (called by its atexit hook and ``__del__``) a no-op.
         """
         producer, self._producer = self._producer, None
+        self._connect = None  # its thread did not survive the fork
+        self._lock = threading.Lock()
         if producer is not None:
             producer._closed = True  # kafka-python's own "already closed" flag
             producer.close(timeout=0)  # now only unregisters its atexit hook
@@ -205,3 +257,34 @@ class KafkaPythonTransport:
 
 
 _ORPHANS: list[Any] = []
+
+
+class _Connect:
+    """One attempt to build a ``KafkaProducer``, running on a daemon thread of its own."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.done = threading.Event()
+        self.producer: Any = None
+        self.error: BaseException | None = None
+        self._abandoned = False
+        self._settings = settings
+        threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            producer = kafka.KafkaProducer(**self._settings)
+        except Exception as exc:
+            self.error = exc
+        else:
+            if self._abandoned:  # closed while we were connecting: nobody will use it
+                producer.close(timeout=0)
+            else:
+                self.producer = producer
+        finally:
+            self.done.set()
+
+    def abandon(self) -> None:
+        """The transport closed: close the producer when (if) it arrives."""
+        self._abandoned = True
+        if self.done.is_set() and self.producer is not None:
+            self.producer.close(timeout=0)

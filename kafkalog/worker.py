@@ -121,6 +121,7 @@ class BatchWorker:
     def abort(self) -> None:
         """Stop retrying now; what is not delivered is given up (spilled or counted failed)."""
         self._abort.set()
+        self._transport.interrupt()
         self.stop(self._clock())
 
     def join(self, timeout_s: float) -> bool:
