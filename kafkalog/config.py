@@ -13,10 +13,13 @@ import difflib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+import platformdirs
 
 from kafkalog.errors import ConfigError
 
@@ -33,6 +36,9 @@ SCHEMAS: tuple[str, ...] = ("default", "ecs")
 _TOPIC_RE = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
+AUTO_SPILL_DIR = "auto"
+SPILL_FSYNC_POLICIES: tuple[str, ...] = ("always", "interval", "never")
+SPILL_FULL_POLICIES: tuple[str, ...] = ("drop_oldest", "drop_newest")
 BOOTSTRAP_ENV = "KAFKALOG_BOOTSTRAP_SERVERS"
 
 
@@ -63,7 +69,7 @@ class HandlerConfig:
     # The in-memory queue between emit() and the worker.
     queue_max_records: int = 100000
     queue_max_bytes: int = 64 * 1024 * 1024
-    overflow_policy: OverflowPolicy = "drop_newest"
+    overflow_policy: OverflowPolicy = "spill"
     block_timeout_ms: int = 100
     # Shutdown and confirmed ("sync") records.
     close_timeout_ms: int = 5000
@@ -72,6 +78,26 @@ class HandlerConfig:
     # Record layout.
     schema: str = "default"
     static_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The spill store: records Kafka can not take yet, on local disk. ``spill_dir=None``
+    # disables it; the default is a per-application directory chosen with platformdirs.
+    spill_dir: str | None = AUTO_SPILL_DIR
+    app_name: str | None = None
+    spill_fsync: str = "interval"
+    spill_fsync_interval_ms: int = 500
+    spill_max_bytes: int = 1024**3
+    spill_segment_bytes: int = 16 * 1024**2
+    spill_full_policy: str = "drop_oldest"
+    spill_after_ms: int = 1000
+    dead_letter_topic: str | None = None
+
+    def spill_path(self) -> Path | None:
+        """The directory the spill store uses, or None if spilling is off."""
+        if self.spill_dir is None:
+            return None
+        if self.spill_dir != AUTO_SPILL_DIR:
+            return Path(self.spill_dir).expanduser()
+        app = self.app_name or _default_app_name()
+        return Path(platformdirs.user_state_dir("kafkalog")) / app / self.topic
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> HandlerConfig:
@@ -117,6 +143,21 @@ class HandlerConfig:
             values["schema"] = _choice("schema", o.pop("schema"), SCHEMAS)
         if "static_fields" in o:
             values["static_fields"] = _mapping("static_fields", o.pop("static_fields"))
+        if "spill_dir" in o:
+            values["spill_dir"] = _spill_dir(o.pop("spill_dir"))
+        if "app_name" in o:
+            app = o.pop("app_name")
+            values["app_name"] = None if app is None else _path_part("app_name", app)
+        if "spill_fsync" in o:
+            values["spill_fsync"] = _choice("spill_fsync", o.pop("spill_fsync"),
+                                            SPILL_FSYNC_POLICIES)
+        if "spill_full_policy" in o:
+            values["spill_full_policy"] = _choice(
+                "spill_full_policy", o.pop("spill_full_policy"), SPILL_FULL_POLICIES
+            )
+        if "dead_letter_topic" in o:
+            dlt = o.pop("dead_letter_topic")
+            values["dead_letter_topic"] = None if dlt in (None, "") else _topic(dlt)
         assert not o, f"option(s) validated nowhere: {sorted(o)}"  # a bug in this module
 
         config = cls(**values)
@@ -163,7 +204,36 @@ _INT_OPTIONS: dict[str, int] = {
     "block_timeout_ms": 0,
     "close_timeout_ms": 0,
     "sync_timeout_ms": 0,
+    "spill_fsync_interval_ms": 1,
+    "spill_max_bytes": 1,
+    "spill_segment_bytes": 4096,
+    "spill_after_ms": 0,
 }
+
+
+def _default_app_name() -> str:
+    """The running program's name, for the default spill directory."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    name = Path(argv0).stem if argv0 not in ("", "-c", "-m") else ""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")
+    return name or "python"
+
+
+def _spill_dir(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "off")):
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ConfigError("spill_dir", f"must be a directory path or None, got {value!r}")
+    return value
+
+
+def _path_part(name: str, value: Any) -> str:
+    text = _str(name, value)
+    if not re.match(r"^[A-Za-z0-9._-]+$", text) or text in (".", ".."):
+        raise ConfigError(name, f"{text!r} must be a plain name (letters, digits, '.', '_', '-')")
+    return text
 
 
 def _int(name: str, value: Any, *, minimum: int) -> int:

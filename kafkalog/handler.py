@@ -14,14 +14,15 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import LOGGER_NAME, RateLimitedWarnings
-from kafkalog.errors import ConfigError, TransportError
+from kafkalog.errors import ConfigError
 from kafkalog.formatter import JsonFormatter
 from kafkalog.queue import Entry, RecordQueue
+from kafkalog.spill import SpillStore
 from kafkalog.transport import KafkaPythonTransport, Transport, check_compression_available
 from kafkalog.worker import BatchWorker
 
@@ -110,12 +111,28 @@ class KafkaHandler(logging.Handler):
         self._local = threading.local()
         self._state_lock = threading.Lock()
         self._warnings = RateLimitedWarnings()
+        spill_path = config.spill_path()
+        self._spill = (
+            None
+            if spill_path is None
+            else SpillStore(
+                spill_path,
+                config.topic,
+                fsync=config.spill_fsync,
+                fsync_interval_s=config.spill_fsync_interval_ms / 1000,
+                max_bytes=config.spill_max_bytes,
+                segment_bytes=config.spill_segment_bytes,
+                full_policy=config.spill_full_policy,
+                warnings=self._warnings,
+            )
+        )
         self._queue = RecordQueue(
             max_records=config.queue_max_records,
             max_bytes=config.queue_max_bytes,
             batch_bytes=config.batch_size,
             policy=config.overflow_policy,
             block_timeout_s=config.block_timeout_ms / 1000,
+            overflow_sink=self._overflow_to_spill if self._spill is not None else None,
             on_drop=self._dropped_oldest,
         )
         self._transport = self._transport_factory(config, _keep_exit_hook_first)
@@ -123,20 +140,19 @@ class KafkaHandler(logging.Handler):
             self._queue,
             self._transport,
             config,
-            on_give_up=self._give_up,
+            spill=self._spill,
             warnings=self._warnings,
             name=f"kafkalog-worker-{config.topic}",
         )
         self._started = False
         self._closed = False
-        self._failed = 0
         self._dropped_after_close = 0
         self._reentrant = 0
         self._failures_reported = 0
 
     # -- the caller's thread -------------------------------------------------------------------
 
-    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+    def handle(self, record: logging.LogRecord) -> bool:
         """Filter and emit without taking the handler lock: the queue is thread-safe, and the
         lock would make every logging thread wait behind one that waits (``sync_level``)."""
         rv = self.filter(record)
@@ -200,15 +216,19 @@ class KafkaHandler(logging.Handler):
 
     # -- the worker's callbacks ----------------------------------------------------------------
 
-    def _give_up(self, entries: Sequence[Entry], err: TransportError) -> None:
-        self._failed += len(entries)
-        self._warnings.warn(
-            f"failed:{err.cause_name}",
-            "could not deliver %d record(s) to topic %r: %s",
-            len(entries),
-            self.config.topic,
-            err,
-        )
+    def _overflow_to_spill(self, entry: Entry) -> bool:
+        """Queue full, policy ``spill``: write the record to disk on the caller's thread.
+
+        An append is one ``os.write`` (no fsync here: the worker syncs), so the caller does
+        not wait on the disk's flush.
+        """
+        assert self._spill is not None
+        if self._spill.append([(entry[0], entry[1])], sync=False) != 1:
+            return False
+        if entry[2] is not None:
+            entry[2].set()
+        self._worker.request_flush(0)  # wake the worker: it must replay behind these
+        return True
 
     def _dropped_oldest(self, entry: Entry) -> None:
         waiter = entry[2]
@@ -217,7 +237,8 @@ class KafkaHandler(logging.Handler):
 
     # -- flush, close, stats -------------------------------------------------------------------
 
-    def flush(self, timeout: float | None = None) -> bool:
+    # logging calls flush() with no argument and ignores the result, so a bool is compatible.
+    def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
         """Wait until every record accepted before the call is acknowledged by the broker.
 
         ``timeout`` is in seconds; None means ``close_timeout_ms``, so that ``logging.shutdown``
@@ -232,11 +253,16 @@ class KafkaHandler(logging.Handler):
         if _holding_logging_lock():
             wait_s = 0.0
         done = self._queue.wait_resolved(target, wait_s)
-        failures = self._failed + self._queue.dropped_oldest
+        failures = self._failures()
         ok = done and failures == self._failures_reported
         if done:
             self._failures_reported = failures
         return ok
+
+    def _failures(self) -> int:
+        spill_dropped = self._spill.dropped if self._spill is not None else 0
+        worker = self._worker
+        return worker.failed + worker.dead_lettered + self._queue.dropped_oldest + spill_dropped
 
     def close(self) -> None:
         """Deliver what is queued within ``close_timeout_ms``, then stop the worker.
@@ -267,14 +293,20 @@ class KafkaHandler(logging.Handler):
         """
         q = self._queue.counters()
         w = self._worker.counters()
-        dropped = q["dropped_newest"] + q["dropped_oldest"] + self._dropped_after_close
+        s = self._spill.counters() if self._spill is not None else {}
+        dropped = (
+            q["dropped_newest"]
+            + q["dropped_oldest"]
+            + self._dropped_after_close
+            + s.get("spill_dropped", 0)
+        )
         return {
             "enqueued": q["enqueued"],
             "delivered": w["delivered"],
-            "failed": self._failed,
+            "failed": w["failed"],
             "dropped": dropped,
-            "spilled": 0,
-            "replayed": 0,
+            "spilled": s.get("spilled", 0),
+            "replayed": s.get("replayed", 0),
             "queue_depth": q["queue_depth"],
             "queue_bytes": q["queue_bytes"],
             "dropped_newest": q["dropped_newest"],
@@ -282,9 +314,12 @@ class KafkaHandler(logging.Handler):
             "dropped_after_close": self._dropped_after_close,
             "blocked": q["blocked"],
             "reentrant_skipped": self._reentrant,
+            "dead_lettered": w["dead_lettered"],
             "retries": w["retries"],
             "batches": w["batches"],
             "last_error": w["last_error"],
+            "overflowed_to_spill": q["overflowed"],
+            **s,
         }
 
     def __repr__(self) -> str:
@@ -300,6 +335,8 @@ class KafkaHandler(logging.Handler):
         The parent delivers the records it had queued; the child must not send them again.
         """
         self._transport.disown()
+        if self._spill is not None:
+            self._spill.forget_after_fork()
         self._build_pipeline()
 
 

@@ -28,6 +28,7 @@ class MemoryTransport:
 
     def __init__(self) -> None:
         self.records: list[tuple[bytes, bytes | None]] = []
+        self.topics: list[str | None] = []
         self.fail_next: list[TransportError] = []
         self.calls = 0
         self.closed = False
@@ -48,8 +49,10 @@ class MemoryTransport:
 
         return build
 
-    def send(self, records: Sequence[OutRecord], timeout_s: float) -> list[TransportError | None]:
-        """Acknowledge ``records`` (or fail them, see ``fail_next``)."""
+    def send(
+        self, records: Sequence[OutRecord], timeout_s: float, topic: str | None = None
+    ) -> list[TransportError | None]:
+        """Acknowledge ``records`` (or fail them, see ``fail_next``); ``topics`` notes where."""
         gate = self.gate
         if gate is not None and not gate.wait(timeout_s):
             err = TransportError("gate closed", retriable=True, cause_name="Gate")
@@ -60,6 +63,7 @@ class MemoryTransport:
                 err = self.fail_next.pop(0)
                 return [err] * len(records)
             self.records.extend(records)
+            self.topics.extend([topic] * len(records))
         return [None] * len(records)
 
     def close(self, timeout_s: float) -> None:

@@ -38,8 +38,13 @@ _COMPRESSION_LIBS = {"lz4": "lz4", "zstd": "zstandard", "snappy": "snappy"}
 class Transport(Protocol):
     """What the worker needs from a way of sending records to Kafka."""
 
-    def send(self, records: Sequence[OutRecord], timeout_s: float) -> list[TransportError | None]:
-        """Send ``records`` and wait up to ``timeout_s``; one result per record, in order."""
+    def send(
+        self, records: Sequence[OutRecord], timeout_s: float, topic: str | None = None
+    ) -> list[TransportError | None]:
+        """Send ``records`` (to ``topic``, default the handler's) and wait up to ``timeout_s``.
+
+        One result per record, in order: None if acknowledged, else the error.
+        """
 
     def close(self, timeout_s: float) -> None:
         """Release connections and threads; wait at most ``timeout_s``."""
@@ -161,7 +166,9 @@ class KafkaPythonTransport:
             except Exception:
                 log.debug("closing a failed producer", exc_info=True)
 
-    def send(self, records: Sequence[OutRecord], timeout_s: float) -> list[TransportError | None]:
+    def send(
+        self, records: Sequence[OutRecord], timeout_s: float, topic: str | None = None
+    ) -> list[TransportError | None]:
         """Send the batch and wait for acknowledgements, up to ``timeout_s``."""
         deadline = self._clock() + timeout_s
         results: list[TransportError | None] = [None] * len(records)
@@ -172,7 +179,11 @@ class KafkaPythonTransport:
             return [err] * len(records)
 
         futures: list[tuple[int, Any]] = []
-        topic, partition = self._topic, self._partition
+        partition = self._partition
+        if topic is None:
+            topic = self._topic
+        else:
+            partition = None  # a pinned partition belongs to the main topic
         for i, (value, key) in enumerate(records):
             try:
                 futures.append((i, producer.send(topic, value=value, key=key, partition=partition)))

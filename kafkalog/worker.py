@@ -1,9 +1,13 @@
-"""The background thread: wait for a batch, send it, retry with backoff, give up per record.
+"""The background thread: wait for a batch, send it, retry with backoff, spill what can't go.
 
 One batch is in flight at a time, so records leave in the order they were accepted and the
 queue's watermark tells ``flush()`` exactly what has been resolved. The thread wakes when a
 batch fills, when ``linger_ms`` has passed since the first record arrived, or when someone asks
 for a flush or a stop; it never spins while idle.
+
+With a spill store, a batch that keeps failing for ``spill_after_ms`` goes to disk, and from
+then on the worker is in replay mode: new records are appended behind the spilled ones and the
+spill is replayed oldest first, so the order of records survives an outage.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from tenacity import (
     stop_any,
     wait_exponential_jitter,
 )
+from tenacity.stop import stop_base
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.errors import TransportError
 from kafkalog.queue import Entry, RecordQueue
+from kafkalog.spill import ReplayBatch, SpillRecord, SpillStore
 from kafkalog.transport import Transport
 
 # The most the worker hands to the transport at once. Bounds the memory a batch pins while it
@@ -34,12 +40,34 @@ MAX_BATCH_RECORDS = 20000
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 # How long an idle worker sleeps before re-checking for a stop nobody woke it for.
 IDLE_WAIT_S = 1.0
+# How often a worker with a spill store looks for segments of dead writers to adopt.
+ADOPT_INTERVAL_S = 30.0
 
-GiveUp = Callable[[Sequence[Entry], TransportError], None]
+
+class _StopAtDeadline(stop_base):
+    """Stop retrying once the worker is aborted or past its stop deadline."""
+
+    def __init__(self, past_deadline: Callable[[], bool]) -> None:
+        self._past_deadline = past_deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._past_deadline()
 
 
 def _is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, TransportError) and exc.retriable
+
+
+def _records(entries: Sequence[Entry]) -> list[SpillRecord]:
+    return [(e[0], e[1]) for e in entries]
+
+
+def _release(entries: Sequence[Entry]) -> None:
+    """Wake the callers waiting for these records (``sync_level``): they are resolved."""
+    for entry in entries:
+        waiter = entry[2]
+        if waiter is not None:
+            waiter.set()
 
 
 class BatchWorker:
@@ -51,7 +79,7 @@ class BatchWorker:
         transport: Transport,
         config: HandlerConfig,
         *,
-        on_give_up: GiveUp,
+        spill: SpillStore | None,
         warnings: RateLimitedWarnings,
         clock: Callable[[], float] = time.monotonic,
         name: str = "kafkalog-worker",
@@ -59,7 +87,7 @@ class BatchWorker:
         self._queue = queue
         self._transport = transport
         self._config = config
-        self._on_give_up = on_give_up
+        self._spill = spill
         self._warnings = warnings
         self._clock = clock
         self._name = name
@@ -67,24 +95,43 @@ class BatchWorker:
         self._batch_bytes = config.batch_size
         self._request_timeout_s = config.request_timeout_ms / 1000
         self._delivery_timeout_s = config.delivery_timeout_ms / 1000
+        self._dead_letter_topic = config.dead_letter_topic
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._abort = threading.Event()
         self._stop_deadline = float("inf")
         self._flush_target = 0
+        self._next_adopt = 0.0
         self.delivered = 0
+        self.failed = 0
+        self.dead_lettered = 0
         self.retries = 0
         self.batches = 0
         self.last_error: str | None = None
+        in_memory_s = self._delivery_timeout_s
+        if spill is not None:
+            in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
+        backoff = wait_exponential_jitter(
+            multiplier=config.retry_backoff_ms / 1000,
+            max=config.retry_backoff_max_ms / 1000,
+            jitter=config.retry_backoff_ms / 1000,
+        )
+        retry = retry_if_exception(_is_retriable)
         self._retrying = Retrying(
-            retry=retry_if_exception(_is_retriable),
-            stop=stop_any(stop_after_delay(self._delivery_timeout_s), self._past_deadline),
-            wait=wait_exponential_jitter(
-                multiplier=config.retry_backoff_ms / 1000,
-                max=config.retry_backoff_max_ms / 1000,
-                jitter=config.retry_backoff_ms / 1000,
-            ),
+            retry=retry,
+            stop=stop_any(stop_after_delay(in_memory_s), _StopAtDeadline(self._past_deadline)),
+            wait=backoff,
             sleep=self._sleep,
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        # Replay retries until it succeeds or the worker stops; while it backs off, new records
+        # keep moving from the queue to the spill.
+        self._replay_retrying = Retrying(
+            retry=retry,
+            stop=_StopAtDeadline(self._past_deadline),
+            wait=backoff,
+            sleep=self._sleep_spilling,
             before_sleep=self._count_retry,
             reraise=True,
         )
@@ -108,18 +155,18 @@ class BatchWorker:
         self._queue.wakeup.set()
 
     def stop(self, deadline: float) -> None:
-        """Deliver what is queued, then exit; give up on what is left at ``deadline``."""
+        """Deliver what is queued, then exit; spill (or give up) what is left at ``deadline``."""
         self._stop_deadline = min(self._stop_deadline, deadline)
         self._stopping.set()
         self._queue.wakeup.set()
 
     @property
     def stop_deadline(self) -> float:
-        """When a stopping worker gives up what it has not delivered (monotonic clock)."""
+        """When a stopping worker stops trying to deliver (monotonic clock)."""
         return self._stop_deadline
 
     def abort(self) -> None:
-        """Stop retrying now; what is not delivered is given up (spilled or counted failed)."""
+        """Stop sending now; what is not delivered is spilled (or counted failed)."""
         self._abort.set()
         self._transport.interrupt()
         self.stop(self._clock())
@@ -138,24 +185,49 @@ class BatchWorker:
     def _run(self) -> None:
         queue = self._queue
         try:
-            while self._wait_for_batch():
-                batch = queue.take(MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
-                if not batch:
+            while True:
+                self._maybe_adopt()
+                if self._spill is not None and self._spill.has_pending():
+                    if self._stopping.is_set() and self._past_deadline():
+                        break  # what is spilled stays on disk for the next process
+                    self._spill_queued()
+                    self._replay()
                     continue
-                try:
-                    self._deliver(batch)
-                finally:
-                    queue.batch_done()
-            leftover = queue.drain_all()
-            if leftover:
-                self._give_up(leftover, TransportError("closed before delivery", retriable=True))
+                if not self._wait_for_batch():
+                    break
+                batch = queue.take(MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
+                if batch:
+                    try:
+                        self._deliver(batch)
+                    finally:
+                        queue.batch_done()
+            self._spill_queued()
         except BaseException:  # the thread must report, not vanish silently
             log.exception("kafkalog worker stopped by an unexpected error")
-            leftover = queue.drain_all()
-            if leftover:
-                self._give_up(leftover, TransportError("worker crashed", retriable=True))
+            self._spill_queued()
         finally:
             self._transport.close(max(0.0, min(1.0, self._stop_deadline - self._clock())))
+            if self._spill is not None:
+                self._spill.close()
+
+    def _maybe_adopt(self) -> None:
+        now = self._clock()
+        if self._spill is not None and now >= self._next_adopt:
+            self._next_adopt = now + ADOPT_INTERVAL_S
+            if self._spill.adopt_orphans():
+                log.info("adopted spill segments of a dead writer in %s", self._spill.directory)
+
+    def _spill_queued(self) -> None:
+        """Move everything queued behind the spill (or give it up, without a spill)."""
+        while True:
+            batch = self._queue.take(MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
+            if not batch:
+                return
+            try:
+                self._give_up(batch, TransportError("queued behind spilled records",
+                                                    retriable=True, cause_name="Spill"))
+            finally:
+                self._queue.batch_done()
 
     def _urgent(self) -> bool:
         return self._stopping.is_set() or self._flush_target > self._queue.removed
@@ -170,7 +242,12 @@ class BatchWorker:
                 break
             if self._stopping.is_set():
                 return False
+            if self._spill is not None:
+                self._spill.sync()  # going idle: make what was spilled durable now
             queue.wakeup.wait(IDLE_WAIT_S)
+            self._maybe_adopt()
+            if self._spill is not None and self._spill.has_pending():
+                return True  # adopted segments: the main loop replays them
         if self._abort.is_set() or self._past_deadline():
             return True  # _deliver gives the batch up at once
         linger_end = self._clock() + self._linger_s
@@ -183,12 +260,25 @@ class BatchWorker:
             queue.wakeup.wait(remaining)
         return True
 
-    def _past_deadline(self, _state: RetryCallState | None = None) -> bool:
+    def _past_deadline(self) -> bool:
         return self._abort.is_set() or self._clock() >= self._stop_deadline
 
     def _sleep(self, seconds: float) -> None:
         # Backoff waits on an Event so that close() interrupts it.
         self._abort.wait(min(seconds, max(0.0, self._stop_deadline - self._clock())))
+
+    def _sleep_spilling(self, seconds: float) -> None:
+        """Back off before the next replay, moving new records to the spill meanwhile."""
+        end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
+        queue = self._queue
+        while not self._abort.is_set():
+            self._spill_queued()
+            remaining = end - self._clock()
+            if remaining <= 0:
+                return
+            queue.wakeup.clear()
+            if queue.depth()[0] == 0:
+                queue.wakeup.wait(remaining)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.retries += 1
@@ -197,7 +287,7 @@ class BatchWorker:
         if exc is not None:
             self.last_error = str(exc)
             self._warnings.warn(
-                f"retry:{type(exc).__name__}:{getattr(exc, 'cause_name', '')}",
+                f"retry:{getattr(exc, 'cause_name', type(exc).__name__)}",
                 "cannot deliver to Kafka yet (%s); retrying with backoff",
                 exc,
             )
@@ -221,9 +311,7 @@ class BatchWorker:
 
         def attempt() -> None:
             nonlocal pending
-            results = self._transport.send(
-                [(e[0], e[1]) for e in pending], self._attempt_timeout(started)
-            )
+            results = self._transport.send(_records(pending), self._attempt_timeout(started))
             retry: list[Entry] = []
             retry_error: TransportError | None = None
             delivered: list[Entry] = []
@@ -235,7 +323,8 @@ class BatchWorker:
                     retry_error = err
                 else:
                     self._give_up([entry], err)
-            self._resolve(delivered)
+            self.delivered += len(delivered)
+            _release(delivered)
             pending = retry
             if retry_error is not None:
                 raise retry_error
@@ -247,27 +336,103 @@ class BatchWorker:
         except Exception as exc:  # a transport must not raise, but if it does, nothing is lost
             self._give_up(pending, TransportError(f"transport raised {exc!r}", retriable=True))
 
-    def _resolve(self, entries: Sequence[Entry]) -> None:
-        self.delivered += len(entries)
-        for entry in entries:
-            waiter = entry[2]
-            if waiter is not None:
-                waiter.set()
+    def _replay(self) -> None:
+        """Send the oldest spilled records; retry with backoff until they go or we stop."""
+        spill = self._spill
+        assert spill is not None
+        batch = spill.read_batch(MAX_BATCH_RECORDS, MAX_BATCH_BYTES)
+        if batch is None:
+            return
+
+        def attempt() -> None:
+            self._replay_attempt(spill, batch)
+
+        try:
+            self._replay_retrying(attempt)
+        except TransportError:
+            pass  # stopping: the rest stays on disk
+        except Exception:
+            log.exception("replaying spilled records failed; they stay on disk")
+            self._abort.wait(self._config.retry_backoff_max_ms / 1000)
+
+    def _replay_attempt(self, spill: SpillStore, batch: ReplayBatch) -> None:
+        started = self._clock()
+        records = batch.records
+        results = self._transport.send(records, self._attempt_timeout(started))
+        done = 0
+        fatal: list[SpillRecord] = []
+        failure: TransportError | None = None
+        for record, err in zip(records, results, strict=True):
+            if err is not None and err.retriable:
+                failure = err
+                break
+            if err is not None:
+                fatal.append(record)
+            done += 1
+        if fatal:
+            self._dead_letter(fatal, TransportError("rejected on replay", retriable=False))
+        self.delivered += done - len(fatal)
+        spill.ack(batch, done)
+        if failure is not None:
+            # Acknowledged records are off the spill; retry from the first one that was not.
+            batch.records = batch.records[done:]
+            batch.start += done
+            raise failure
 
     def _give_up(self, entries: Sequence[Entry], err: TransportError) -> None:
+        """Records that could not be delivered now: spill them, dead-letter them, or count."""
         if not entries:
             return
         self.last_error = str(err)
-        self._on_give_up(entries, err)
-        for entry in entries:
-            waiter = entry[2]
-            if waiter is not None:
-                waiter.set()
+        if not err.retriable:
+            self._dead_letter(_records(entries), err)
+        elif self._spill is not None:
+            written = self._spill.append(_records(entries))
+            self._count_failed(len(entries) - written, err)
+        else:
+            self._count_failed(len(entries), err)
+        _release(entries)
+
+    def _dead_letter(self, records: list[SpillRecord], err: TransportError) -> None:
+        """Records the broker will never take (a fatal error): never dropped silently."""
+        self._warnings.warn(
+            f"dead:{err.cause_name}",
+            "Kafka refused %d record(s) for topic %r (%s); sending them to the dead-letter %s",
+            len(records),
+            self._config.topic,
+            err,
+            self._dead_letter_topic or "segment",
+        )
+        self.dead_lettered += len(records)
+        if self._dead_letter_topic is not None:
+            results = self._transport.send(
+                records, self._request_timeout_s, topic=self._dead_letter_topic
+            )
+            records = [r for r, e in zip(records, results, strict=True) if e is not None]
+        if records and self._spill is not None:
+            written = self._spill.append(records, dead_letter=True)
+            self._count_failed(len(records) - written, err)
+        elif records:
+            self._count_failed(len(records), err)
+
+    def _count_failed(self, count: int, err: TransportError) -> None:
+        if count <= 0:
+            return
+        self.failed += count
+        self._warnings.warn(
+            f"failed:{err.cause_name}",
+            "lost %d record(s) for topic %r: %s",
+            count,
+            self._config.topic,
+            err,
+        )
 
     def counters(self) -> dict[str, Any]:
         """A snapshot of the worker's counters."""
         return {
             "delivered": self.delivered,
+            "failed": self.failed,
+            "dead_lettered": self.dead_lettered,
             "retries": self.retries,
             "batches": self.batches,
             "last_error": self.last_error,

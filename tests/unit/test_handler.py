@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.config
 import os
 import threading
 import time
@@ -16,7 +17,8 @@ from kafkalog.testing import MemoryTransport
 
 
 def make(transport: MemoryTransport, **options: object) -> KafkaHandler:
-    opts: dict[str, object] = {"topic": "t", "linger_ms": 0, "retry_backoff_ms": 1}
+    opts: dict[str, object] = {"topic": "t", "linger_ms": 0, "retry_backoff_ms": 1,
+                               "spill_dir": None, "overflow_policy": "drop_newest"}
     opts.update(options)
     return KafkaHandler(transport_factory=MemoryTransport.factory(transport), **opts)
 
@@ -246,8 +248,6 @@ def test_close_is_bounded_when_nothing_can_be_delivered() -> None:
 
 
 def test_dictconfig_reconfiguration_does_not_deadlock() -> None:
-    import logging.config
-
     transport = MemoryTransport()
     transport.gate = threading.Event()  # the old handler can not deliver while reconfiguring
 
@@ -260,6 +260,7 @@ def test_dictconfig_reconfiguration_does_not_deadlock() -> None:
                     "topic": "t",
                     "transport_factory": MemoryTransport.factory(transport),
                     "close_timeout_ms": 30000,
+                    "spill_dir": None,
                 }
             },
             "loggers": {"test.reconfig": {"handlers": ["kafka"], "level": "INFO"}},

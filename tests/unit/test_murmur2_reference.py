@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from murmur2_reference import murmur2
 
 # From Apache Kafka's UtilsTest.testMurmur2 (clients/src/test/.../utils/UtilsTest.java).

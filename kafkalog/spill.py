@@ -1,0 +1,675 @@
+"""The local spill store: CRC-framed segment files that keep records Kafka could not take yet.
+
+Format (see ``docs/spill-format.md``): a segment starts with a header (magic, version, writer
+id, creation time, topic, header CRC) and holds frames ``length | crc32c(payload) | payload |
+length``. Each writer process owns its segments and holds an ``flock`` on its lock file; a
+live handler adopts the segments of a writer whose lock is free (a dead process) and replays
+them. Replay deletes a segment only after every record in it was acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import os
+import re
+import secrets
+import stat
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import crc32c
+
+from kafkalog.diagnostics import RateLimitedWarnings
+
+MAGIC = b"KLSP"
+VERSION = 1
+# magic, version, flags, topic length, writer id (8 bytes), created (ms since epoch)
+_HEADER = struct.Struct(">4sBBH8sQ")
+_CRC = struct.Struct(">I")
+_FRAME_HEAD = struct.Struct(">II")  # payload length, crc32c(payload)
+_LEN = struct.Struct(">I")
+_KEY_LEN = struct.Struct(">i")  # -1: no key
+FRAME_OVERHEAD = _FRAME_HEAD.size + _LEN.size
+# A frame longer than this is taken for corruption (records are capped by max_request_size).
+MAX_FRAME_BYTES = 256 * 1024 * 1024
+
+SEGMENT_SUFFIX = ".seg"
+DEAD_LETTER_SUFFIX = ".dead"
+LOCK_SUFFIX = ".lock"
+_NAME_RE = re.compile(r"^(?P<writer>[0-9a-f]{16})-(?P<seq>\d{10})(?P<suffix>\.seg|\.dead)$")
+
+SpillRecord = tuple[bytes, "bytes | None"]
+
+
+# -- framing (pure functions, property-tested) -------------------------------------------------
+
+
+def encode_header(writer_id: bytes, topic: str, created_ms: int) -> bytes:
+    """The header of a new segment."""
+    topic_bytes = topic.encode("utf-8")
+    head = _HEADER.pack(MAGIC, VERSION, 0, len(topic_bytes), writer_id, created_ms) + topic_bytes
+    return head + _CRC.pack(crc32c.crc32c(head))
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentHeader:
+    """What a segment's header says."""
+
+    version: int
+    writer_id: str
+    created_ms: int
+    topic: str
+    size: int  # bytes, where the first frame starts
+
+
+def decode_header(data: bytes) -> SegmentHeader | None:
+    """Parse a segment header; None if it is missing, torn or corrupt."""
+    if len(data) < _HEADER.size + _CRC.size:
+        return None
+    magic, version, _flags, topic_len, writer, created = _HEADER.unpack_from(data)
+    end = _HEADER.size + topic_len
+    if magic != MAGIC or version != VERSION or len(data) < end + _CRC.size:
+        return None
+    (crc,) = _CRC.unpack_from(data, end)
+    if crc != crc32c.crc32c(data[:end]):
+        return None
+    topic = data[_HEADER.size : end].decode("utf-8", "replace")
+    return SegmentHeader(version, writer.hex(), created, topic, end + _CRC.size)
+
+
+def encode_payload(value: bytes, key: bytes | None) -> bytes:
+    """A record as a frame payload: key length (-1 for none), key, value."""
+    if key is None:
+        return _KEY_LEN.pack(-1) + value
+    return _KEY_LEN.pack(len(key)) + key + value
+
+
+def decode_payload(payload: bytes) -> SpillRecord:
+    """The (value, key) of a frame payload."""
+    (key_len,) = _KEY_LEN.unpack_from(payload)
+    if key_len < 0:
+        return payload[_KEY_LEN.size :], None
+    start = _KEY_LEN.size
+    return payload[start + key_len :], payload[start : start + key_len]
+
+
+def encode_frame(payload: bytes) -> bytes:
+    """``length | crc32c | payload | length``."""
+    length = _LEN.pack(len(payload))
+    return length + _CRC.pack(crc32c.crc32c(payload)) + payload + length
+
+
+def _frame_at(data: bytes, pos: int) -> int:
+    """End offset of a valid frame starting at ``pos``, or -1."""
+    if pos + FRAME_OVERHEAD > len(data):
+        return -1
+    length: int
+    crc: int
+    length, crc = _FRAME_HEAD.unpack_from(data, pos)
+    end = pos + _FRAME_HEAD.size + length + _LEN.size
+    if length > MAX_FRAME_BYTES or end > len(data):
+        return -1
+    trailer: int = _LEN.unpack_from(data, end - _LEN.size)[0]
+    if trailer != length:
+        return -1
+    payload_start = pos + _FRAME_HEAD.size
+    if crc32c.crc32c(data[payload_start : payload_start + length]) != crc:
+        return -1
+    return end
+
+
+@dataclasses.dataclass
+class ScanResult:
+    """Frames found in a segment body: ``(start, end)`` offsets, corrupt regions, torn tail."""
+
+    frames: list[tuple[int, int]]
+    corrupt: int = 0
+    torn_tail_bytes: int = 0
+
+
+def scan_frames(data: bytes, start: int) -> ScanResult:
+    """Find every valid frame in ``data[start:]``.
+
+    A frame that does not check out starts a corrupt region: the scan moves on byte by byte
+    until a valid frame begins again, and counts the region once. Bytes after the last valid
+    frame that do not form one are a torn tail (a write cut short by a crash), not corruption.
+    """
+    result = ScanResult(frames=[])
+    pos = start
+    size = len(data)
+    while pos < size:
+        end = _frame_at(data, pos)
+        if end > 0:
+            result.frames.append((pos, end))
+            pos = end
+            continue
+        resync = pos + 1
+        while resync < size and _frame_at(data, resync) < 0:
+            resync += 1
+        if resync >= size:
+            result.torn_tail_bytes = size - pos
+            break
+        result.corrupt += 1
+        pos = resync
+    return result
+
+
+def read_segment(path: Path) -> tuple[SegmentHeader | None, list[SpillRecord], ScanResult]:
+    """Read a whole segment file (it never follows a symlink)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        data = f.read()
+    header = decode_header(data)
+    if header is None:
+        return None, [], ScanResult(frames=[], corrupt=1 if data else 0)
+    scan = scan_frames(data, header.size)
+    records = [decode_payload(data[s + _FRAME_HEAD.size : e - _LEN.size]) for s, e in scan.frames]
+    return header, records, scan
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Segment:
+    path: Path
+    records: int
+    bytes: int
+    adopted_lock: int | None = None  # fd of a dead writer's lock we hold, for adopted ones
+
+
+@dataclasses.dataclass
+class ReplayBatch:
+    """Records read from the head segment, to be acknowledged with :meth:`SpillStore.ack`."""
+
+    segment: _Segment
+    records: list[SpillRecord]
+    start: int  # index of the first record in the segment
+
+
+class SpillStore:
+    """A directory of segment files, written by this process and replayed in FIFO order.
+
+    Thread-safe: the worker appends and replays; application threads append when the queue
+    overflows. Nothing here raises into the caller: write failures are counted and reported.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        topic: str,
+        *,
+        fsync: str = "interval",
+        fsync_interval_s: float = 0.5,
+        max_bytes: int = 1024**3,
+        segment_bytes: int = 16 * 1024**2,
+        full_policy: str = "drop_oldest",
+        warnings: RateLimitedWarnings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.topic = topic
+        self._fsync = fsync
+        self._fsync_interval_s = fsync_interval_s
+        self._max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
+        self._full_policy = full_policy
+        self._warnings = warnings or RateLimitedWarnings()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._writer_id = secrets.token_bytes(8)
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._seq = 0
+        self._active: _Segment | None = None
+        self._pending: deque[_Segment] = deque()  # sealed and active segments, oldest first
+        self._replay_index = 0  # records of the head segment already acknowledged
+        self._last_sync = clock()
+        self._dirty = False
+        self._read_cache: tuple[Path, list[SpillRecord]] | None = None
+        self.spilled = 0
+        self.replayed = 0
+        self.dropped = 0
+        self.dead_lettered = 0
+        self.corrupt_frames = 0
+        self.adopted_segments = 0
+        self.write_errors = 0
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    @property
+    def writer_id(self) -> str:
+        """This process's writer id (hex)."""
+        return self._writer_id.hex()
+
+    def pending_records(self) -> int:
+        """Records on disk not yet acknowledged (adopted ones counted once read)."""
+        with self._lock:
+            total = sum(seg.records for seg in self._pending)
+            return max(0, total - self._replay_index)
+
+    def has_pending(self) -> bool:
+        """True while any segment holds records that are not acknowledged."""
+        with self._lock:
+            return self.pending_records() > 0
+
+    def pending_bytes(self) -> int:
+        """Bytes of the segments still on disk."""
+        with self._lock:
+            return sum(seg.bytes for seg in self._pending)
+
+    def _ensure_dir(self) -> None:
+        if not self.directory.exists():
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        mode = self.directory.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            self._warnings.warn(
+                f"spill-perm:{self.directory}",
+                "spill directory %s is accessible to group or others (mode %o); "
+                "log records may be readable by other users",
+                self.directory,
+                stat.S_IMODE(mode),
+            )
+
+    def _open_lock(self) -> None:
+        if self._lock_fd is not None:
+            return
+        self._ensure_dir()
+        path = self.directory / f"{self.writer_id}{LOCK_SUFFIX}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._lock_fd = fd
+
+    def _roll(self) -> None:
+        """Seal the active segment and start a new one (with the lock held)."""
+        if self._fd is not None:
+            self._sync_fd()
+            os.close(self._fd)
+            self._fd = None
+        self._active = None
+
+    def _open_segment(self) -> _Segment:
+        self._open_lock()
+        self._seq += 1
+        path = self.directory / f"{self.writer_id}-{self._seq:010d}{SEGMENT_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW
+        fd = os.open(path, flags, 0o600)
+        header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
+        _write_all(fd, header)
+        self._fd = fd
+        segment = _Segment(path, 0, len(header))
+        self._active = segment
+        self._pending.append(segment)
+        return segment
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def append(
+        self, records: Sequence[SpillRecord], *, dead_letter: bool = False, sync: bool = True
+    ) -> int:
+        """Write ``records`` to the tail; returns how many were written (others dropped).
+
+        Dead letters go to a separate ``.dead`` segment that replay never touches. With
+        ``sync=False`` the fsync policy is left to the next call that syncs (used on the
+        application's threads, which must not wait for the disk).
+        """
+        if not records:
+            return 0
+        if dead_letter:
+            return self._append_dead_letter(records)
+        frames = b"".join(encode_frame(encode_payload(v, k)) for v, k in records)
+        with self._lock:
+            written = self._append_frames(frames, len(records))
+        if written and sync:
+            self._maybe_sync()
+        return written
+
+    def _append_frames(self, frames: bytes, count: int) -> int:
+        """With the lock held: apply the cap and write, falling back per policy."""
+        while self.pending_bytes() + len(frames) > self._max_bytes:
+            if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
+                self._count_dropped(count, "spill_max_bytes reached")
+                return 0
+        for _attempt in range(2):
+            try:
+                segment = self._active
+                if segment is None or segment.bytes >= self._segment_bytes:
+                    self._roll()
+                    segment = self._open_segment()
+                assert self._fd is not None
+                _write_all(self._fd, frames, rollback_to=segment.bytes)
+            except OSError as exc:
+                self.write_errors += 1
+                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                if full and self._full_policy == "drop_oldest" and self._drop_oldest_segment(
+                    "disk full"
+                ):
+                    continue
+                self._count_dropped(count, f"cannot write spill segment: {exc}")
+                return 0
+            segment.records += count
+            segment.bytes += len(frames)
+            self.spilled += count
+            self._dirty = True
+            return count
+        self._count_dropped(count, "disk full")
+        return 0
+
+    def _drop_oldest_segment(self, why: str) -> bool:
+        """Delete the oldest segment that is not being written. False if there is none."""
+        for segment in list(self._pending):
+            if segment is self._active:
+                continue
+            lost = segment.records - (self._replay_index if segment is self._pending[0] else 0)
+            self._remove(segment)
+            self._count_dropped(max(0, lost), f"{why}: dropped oldest spill segment")
+            return True
+        return False
+
+    def _count_dropped(self, count: int, why: str) -> None:
+        self.dropped += count
+        self._warnings.warn(
+            f"spill-drop:{why}", "spill store dropped %d record(s): %s", count, why
+        )
+
+    def _append_dead_letter(self, records: Sequence[SpillRecord]) -> int:
+        frames = b"".join(encode_frame(encode_payload(v, k)) for v, k in records)
+        with self._lock:
+            try:
+                self._open_lock()
+                self._seq += 1
+                path = self.directory / f"{self.writer_id}-{self._seq:010d}{DEAD_LETTER_SUFFIX}"
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW
+                fd = os.open(path, flags, 0o600)
+                try:
+                    header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
+                    _write_all(fd, header + frames)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                self.write_errors += 1
+                self._count_dropped(len(records), f"cannot write dead-letter segment: {exc}")
+                return 0
+            self.dead_lettered += len(records)
+            return len(records)
+
+    def _sync_fd(self) -> None:
+        if self._fd is not None and self._dirty and self._fsync != "never":
+            os.fsync(self._fd)
+        self._dirty = False
+        self._last_sync = self._clock()
+
+    def _maybe_sync(self) -> None:
+        if self._fsync == "always" or (
+            self._fsync == "interval" and self._clock() - self._last_sync >= self._fsync_interval_s
+        ):
+            self.sync()
+
+    def sync(self) -> None:
+        """fsync the active segment if it has unsynced writes (policy permitting)."""
+        with self._lock:
+            try:
+                self._sync_fd()
+            except OSError as exc:
+                self.write_errors += 1
+                self._warnings.warn("spill-fsync", "fsync of spill segment failed: %s", exc)
+
+    # -- replay --------------------------------------------------------------------------------
+
+    def read_batch(self, max_records: int, max_bytes: int) -> ReplayBatch | None:
+        """The next unacknowledged records of the oldest segment, or None if none are left."""
+        with self._lock:
+            while self._pending:
+                head = self._pending[0]
+                if head is self._active:
+                    if head.records == self._replay_index:
+                        return None
+                    self._roll()  # replay reads only sealed segments
+                records = self._records_of(head)
+                if self._replay_index >= len(records):
+                    self._remove(head)
+                    continue
+                batch: list[SpillRecord] = []
+                size = 0
+                for record in records[self._replay_index :]:
+                    if batch and (len(batch) >= max_records or size + len(record[0]) > max_bytes):
+                        break
+                    batch.append(record)
+                    size += len(record[0])
+                return ReplayBatch(head, batch, self._replay_index)
+            return None
+
+    def _records_of(self, segment: _Segment) -> list[SpillRecord]:
+        cached = self._read_cache
+        if cached is not None and cached[0] == segment.path:
+            return cached[1]
+        try:
+            header, records, scan = read_segment(segment.path)
+        except OSError as exc:
+            self._warnings.warn("spill-read", "cannot read spill segment %s: %s", segment.path, exc)
+            records, scan, header = [], ScanResult(frames=[]), None
+        if header is None and segment.path.exists():
+            self.corrupt_frames += 1
+        self.corrupt_frames += scan.corrupt
+        if scan.corrupt:
+            self._warnings.warn(
+                "spill-corrupt",
+                "spill segment %s has %d corrupt region(s); skipped them",
+                segment.path,
+                scan.corrupt,
+            )
+        segment.records = len(records)
+        self._read_cache = (segment.path, records)
+        return records
+
+    def ack(self, batch: ReplayBatch, count: int) -> None:
+        """The first ``count`` records of ``batch`` were acknowledged by the broker."""
+        if count <= 0:
+            return
+        with self._lock:
+            if not self._pending or self._pending[0] is not batch.segment:
+                return
+            self._replay_index = batch.start + count
+            self.replayed += count
+            if self._replay_index >= batch.segment.records and batch.segment is not self._active:
+                self._remove(batch.segment)
+
+    def _remove(self, segment: _Segment) -> None:
+        """Delete a whole segment (with the lock held)."""
+        if self._pending and self._pending[0] is segment:
+            self._replay_index = 0
+        with contextlib.suppress(ValueError):
+            self._pending.remove(segment)
+        if self._read_cache is not None and self._read_cache[0] == segment.path:
+            self._read_cache = None
+        try:
+            segment.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            self._warnings.warn("spill-unlink", "cannot delete spill segment: %s", exc)
+        if segment.adopted_lock is not None and not any(
+            s.adopted_lock == segment.adopted_lock for s in self._pending
+        ):
+            _release_adopted(segment.adopted_lock, segment.path)
+
+    # -- adoption ------------------------------------------------------------------------------
+
+    def adopt_orphans(self) -> int:
+        """Queue for replay the segments of writers that are no longer alive. Returns count.
+
+        A writer is dead when its lock file can be locked. Taking that lock also makes the
+        adoption exclusive: two live handlers never replay the same segment.
+        """
+        if not self.directory.is_dir():
+            return 0
+        adopted: list[_Segment] = []
+        by_writer: dict[str, list[Path]] = {}
+        try:
+            names = os.listdir(self.directory)
+        except OSError:
+            return 0
+        for name in names:
+            match = _NAME_RE.match(name)
+            if match and match["suffix"] == SEGMENT_SUFFIX and match["writer"] != self.writer_id:
+                by_writer.setdefault(match["writer"], []).append(self.directory / name)
+        for writer, paths in sorted(by_writer.items()):
+            lock_fd = _try_lock_writer(self.directory / f"{writer}{LOCK_SUFFIX}")
+            if lock_fd is None:
+                continue
+            kept = False
+            for path in sorted(paths):
+                header = _header_of(path)
+                if header is None or header.topic != self.topic:
+                    continue  # another topic's records, or not a segment: leave it alone
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                adopted.append(_Segment(path, records=-1, bytes=size, adopted_lock=lock_fd))
+                kept = True
+            if not kept:
+                os.close(lock_fd)
+        if not adopted:
+            return 0
+        adopted.sort(key=lambda s: (_created_of(s.path), s.path.name))
+        with self._lock:
+            # Older than anything this process wrote: replay them first.
+            head_in_progress = self._replay_index > 0 and self._pending
+            if head_in_progress:
+                first = self._pending.popleft()
+                self._pending.extendleft(reversed(adopted))
+                self._pending.appendleft(first)
+            else:
+                self._pending.extendleft(reversed(adopted))
+            for seg in adopted:
+                self._records_of(seg)  # count its records now
+            self._read_cache = None
+            self.adopted_segments += len(adopted)
+        return len(adopted)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """fsync and close the active segment; keep the lock until the process ends.
+
+        The lock file and any empty segments are removed when nothing is left to replay.
+        """
+        with self._lock:
+            self._roll()
+            if not self.has_pending():
+                for segment in list(self._pending):
+                    self._remove(segment)
+                self._release_own_lock()
+
+    def _release_own_lock(self) -> None:
+        if self._lock_fd is not None:
+            path = self.directory / f"{self.writer_id}{LOCK_SUFFIX}"
+            if not any(self.directory.glob(f"{self.writer_id}-*")):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's files and lock without touching them."""
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)  # our copy only; the parent's lock stays held by the parent
+        self._fd = self._lock_fd = None
+        self._lock = threading.RLock()
+        self._writer_id = secrets.token_bytes(8)
+        self._active = None
+        self._pending = deque()
+        self._replay_index = 0
+        self._seq = 0
+        self._read_cache = None
+
+    def counters(self) -> dict[str, int]:
+        """A snapshot of the store's counters."""
+        with self._lock:
+            return {
+                "spilled": self.spilled,
+                "replayed": self.replayed,
+                "spill_dropped": self.dropped,
+                "dead_letter_segment_records": self.dead_lettered,
+                "corrupt_frames": self.corrupt_frames,
+                "adopted_segments": self.adopted_segments,
+                "spill_write_errors": self.write_errors,
+                "spill_pending_records": self.pending_records(),
+                "spill_bytes": self.pending_bytes(),
+            }
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _write_all(fd: int, data: bytes, rollback_to: int | None = None) -> None:
+    """os.write until done; on error, cut a partial write back so no torn frame stays behind."""
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(view):
+            written += os.write(fd, view[written:])
+    except OSError:
+        if written and rollback_to is not None:
+            with contextlib.suppress(OSError):  # the reader cuts a torn tail anyway
+                os.ftruncate(fd, rollback_to)
+        raise
+
+
+def _try_lock_writer(path: Path) -> int | None:
+    """Lock a (presumably dead) writer's lock file; the fd if we got it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _release_adopted(lock_fd: int, segment_path: Path) -> None:
+    """All segments of an adopted writer are replayed: remove its lock file and unlock."""
+    match = _NAME_RE.match(segment_path.name)
+    if match:
+        lock_path = segment_path.parent / f"{match['writer']}{LOCK_SUFFIX}"
+        if not any(segment_path.parent.glob(f"{match['writer']}-*{SEGMENT_SUFFIX}")):
+            with contextlib.suppress(OSError):
+                lock_path.unlink()
+    with contextlib.suppress(OSError):
+        os.close(lock_fd)
+
+
+def _header_of(path: Path) -> SegmentHeader | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return decode_header(f.read(_HEADER.size + 65536 + _CRC.size))
+
+
+def _created_of(path: Path) -> int:
+    header = _header_of(path)
+    return header.created_ms if header is not None else 0
+
+
+def iter_segments(directory: Path) -> Iterator[tuple[Path, str]]:
+    """Every segment file in ``directory`` as (path, kind), kind ``spill`` or ``dead``."""
+    for name in sorted(os.listdir(directory)):
+        match = _NAME_RE.match(name)
+        if match:
+            yield directory / name, "dead" if match["suffix"] == DEAD_LETTER_SUFFIX else "spill"
