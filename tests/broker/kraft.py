@@ -1035,11 +1035,19 @@ def _cli(argv: list[str] | None = None) -> int:
         default=8 * 3600.0,
         help="stop by itself after this long (default: 8 h)",
     )
+    run_cmd = sub.add_parser(
+        "exec",
+        help="start a throwaway broker, run COMMAND with KAFKALOG_BOOTSTRAP_SERVERS set, stop it",
+    )
+    run_cmd.add_argument("--timeout", type=float, default=600.0, help="COMMAND's time limit")
+    run_cmd.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     args = parser.parse_args(argv)
 
     if args.command == "fetch":
         print(ensure_jars())
         return 0
+    if args.command == "exec":
+        return _exec(args.cmd, args.timeout)
 
     stop = threading.Event()
 
@@ -1069,6 +1077,23 @@ def _cli(argv: list[str] | None = None) -> int:
     finally:
         broker.close()
     return 0
+
+
+def _exec(cmd: list[str], timeout: float) -> int:
+    """Run ``cmd`` against a broker that lives exactly as long as the command."""
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        print("kraft.py exec: give a command after --", file=sys.stderr)
+        return 2
+    with KafkaBroker() as broker:
+        print(f"# Kafka {KAFKA_VERSION} at {broker.bootstrap}", file=sys.stderr, flush=True)
+        env = {**os.environ, "KAFKALOG_BOOTSTRAP_SERVERS": broker.bootstrap}
+        try:
+            return subprocess.run(cmd, env=env, timeout=timeout, check=False).returncode
+        except subprocess.TimeoutExpired:
+            print(f"kraft.py exec: {cmd[0]} ran longer than {timeout:.0f}s", file=sys.stderr)
+            return 124
 
 
 if __name__ == "__main__":
