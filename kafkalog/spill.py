@@ -569,6 +569,19 @@ class SpillStore:
                 for segment in list(self._pending):
                     self._remove(segment)
                 self._release_own_lock()
+            # Let another process adopt what this one adopted but did not finish replaying.
+            head = self._pending[0] if self._pending else None
+            released: set[int] = set()
+            for segment in list(self._pending):
+                fd = segment.adopted_lock
+                if fd is not None:
+                    self._pending.remove(segment)
+                    if fd not in released:
+                        released.add(fd)
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
+            if head is not None and (not self._pending or self._pending[0] is not head):
+                self._replay_index = 0
 
     def _release_own_lock(self) -> None:
         if self._lock_fd is not None:

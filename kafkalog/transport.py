@@ -197,14 +197,17 @@ class KafkaPythonTransport:
                 results[i] = err
 
         # Wait in slices so that interrupt() is noticed; what is still pending when the time is
-        # up is reported as retriable below.
-        while futures and not self._interrupted.is_set():
+        # up is reported as retriable below. flush() can raise on its own (a batch being split
+        # and retried): that only ends the slice, the futures say how each record fared.
+        first_open = 0
+        while not self._interrupted.is_set():
+            while first_open < len(futures) and futures[first_open][1].is_done:
+                first_open += 1
             remaining = deadline - self._clock()
-            if remaining <= 0:
+            if first_open == len(futures) or remaining <= 0:
                 break
-            with contextlib.suppress(kafka.errors.KafkaTimeoutError):
+            with contextlib.suppress(kafka.errors.KafkaError):
                 producer.flush(timeout=min(remaining, WAIT_SLICE_S))
-                break
 
         broken = False
         for i, future in futures:
@@ -218,7 +221,7 @@ class KafkaPythonTransport:
             elif future.failed():
                 err = classify(future.exception)
                 results[i] = err
-                broken = broken or err.retriable
+                broken = True  # after a fatal error kafka-python fails every later batch too
         if broken:
             # Rebuild rather than let a client with stale connections keep retrying on its own:
             # those retries would race the worker's and send duplicates.

@@ -315,7 +315,16 @@ class BatchWorker:
             retry: list[Entry] = []
             retry_error: TransportError | None = None
             delivered: list[Entry] = []
+            refused: list[Entry] = []
             for entry, err in zip(pending, results, strict=True):
+                if err is None:
+                    delivered.append(entry)
+                elif err.retriable:
+                    retry.append(entry)
+                    retry_error = err
+                else:
+                    refused.append(entry)
+            for entry, err in zip(refused, self._confirm_refused(_records(refused)), strict=True):
                 if err is None:
                     delivered.append(entry)
                 elif err.retriable:
@@ -359,25 +368,41 @@ class BatchWorker:
         started = self._clock()
         records = batch.records
         results = self._transport.send(records, self._attempt_timeout(started))
+        refused = [i for i, err in enumerate(results) if err is not None and not err.retriable]
+        confirmed = self._confirm_refused([records[i] for i in refused])
+        for i, err in zip(refused, confirmed, strict=True):
+            results[i] = err
         done = 0
-        fatal: list[SpillRecord] = []
+        dead: list[SpillRecord] = []
         failure: TransportError | None = None
         for record, err in zip(records, results, strict=True):
             if err is not None and err.retriable:
                 failure = err
                 break
             if err is not None:
-                fatal.append(record)
+                dead.append(record)
             done += 1
-        if fatal:
-            self._dead_letter(fatal, TransportError("rejected on replay", retriable=False))
-        self.delivered += done - len(fatal)
+        if dead:
+            self._dead_letter(dead, TransportError("rejected on replay", retriable=False))
+        self.delivered += done - len(dead)
         spill.ack(batch, done)
         if failure is not None:
             # Acknowledged records are off the spill; retry from the first one that was not.
             batch.records = batch.records[done:]
             batch.start += done
             raise failure
+
+    def _confirm_refused(self, records: list[SpillRecord]) -> list[TransportError | None]:
+        """Send each refused record once more, alone, to find the ones Kafka really refuses.
+
+        After one fatal error kafka-python fails the rest of the batch with the same error
+        type, so a refusal of a record that shared a batch with the culprit proves nothing.
+        The transport starts a new client after any failure, so each retry here is clean.
+        """
+        if not records:
+            return []
+        timeout = self._request_timeout_s
+        return [self._transport.send([record], timeout)[0] for record in records]
 
     def _give_up(self, entries: Sequence[Entry], err: TransportError) -> None:
         """Records that could not be delivered now: spill them, dead-letter them, or count."""
