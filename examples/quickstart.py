@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from kafkalog import KafkaHandler
 
@@ -105,13 +106,18 @@ def read_back(expected: int) -> list[Received]:
     Duplicates (possible: delivery is at-least-once) are recognised by the record ``id``.
     """
     deadline = time.monotonic() + READ_TIMEOUT_S
-    consumer = KafkaConsumer(
-        bootstrap_servers=BOOTSTRAP.split(","),
-        client_id="kafkalog-quickstart-reader",
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=BOOTSTRAP.split(","),
+            client_id="kafkalog-quickstart-reader",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            bootstrap_timeout_ms=int(READ_TIMEOUT_S * 1000),
+        )
+    except KafkaError as exc:
+        print(f"cannot read {TOPIC!r} back: {exc}", file=sys.stderr)
+        return []
     found: dict[str, Received] = {}
     try:
         partitions: set[int] | None = None
@@ -175,6 +181,10 @@ def main() -> int:
         print(f"OK: all {expected} records came back")
         return 0
     print(f"FAILED: {len(received)} of {expected} records came back within {READ_TIMEOUT_S:.0f}s")
+    print(
+        f"Is a broker running at {BOOTSTRAP}? To start a throwaway one for this script: "
+        ".venv/bin/python tests/broker/kraft.py exec -- .venv/bin/python examples/quickstart.py"
+    )
     return 1
 
 

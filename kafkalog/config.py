@@ -179,14 +179,15 @@ class HandlerConfig:
                 f"must be >= max_request_size ({self.max_request_size}) so that one "
                 "record of the largest size fits",
             )
-        reserved = {"bootstrap_servers", "acks", "compression_type", "key_serializer",
-                    "value_serializer", "partitioner"}
-        clash = reserved & set(self.producer_config)
+        own = {f.name for f in dataclasses.fields(self)}
+        reserved = {"key_serializer", "value_serializer", "partitioner", "enable_idempotence",
+                    "max_block_ms", "bootstrap_timeout_ms"}
+        clash = (own | reserved) & set(self.producer_config)
         if clash:
             raise ConfigError(
                 "producer_config",
-                f"sets {sorted(clash)}, which are handler options or owned by kafkalog; "
-                "set them as handler options instead",
+                f"sets {sorted(clash)}: these are handler options or managed by kafkalog; "
+                "set the handler options themselves instead",
             )
 
 
@@ -214,7 +215,10 @@ _INT_OPTIONS: dict[str, int] = {
 def _default_app_name() -> str:
     """The running program's name, for the default spill directory."""
     argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
-    name = Path(argv0).stem if argv0 not in ("", "-c", "-m") else ""
+    path = Path(argv0) if argv0 not in ("", "-", "-c", "-m") else None
+    name = path.stem if path is not None else ""
+    if path is not None and name == "__main__":  # python -m package: the package's name
+        name = path.parent.name
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")
     return name or "python"
 

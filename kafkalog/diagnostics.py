@@ -1,8 +1,9 @@
-"""kafkalog's own diagnostics: a non-propagating ``kafkalog`` logger with rate-limited warnings.
+"""kafkalog's own diagnostics: a ``kafkalog`` logger of its own, with rate-limited warnings.
 
-The logger writes to stderr and never propagates, so kafkalog's reports about itself can not
-travel back into a KafkaHandler attached to the root logger (the handler ignores the
-``kafkalog`` logger as well, as a second guard).
+The logger is not part of the logging hierarchy: it writes to stderr, never propagates (so its
+reports can not travel back into a KafkaHandler on the root logger; the handler also ignores
+the ``kafkalog`` name, as a second guard), and ``dictConfig(disable_existing_loggers=True)``
+can not silence it by accident. To route or quieten it, change ``kafkalog.diagnostics.log``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,11 @@ from collections.abc import Callable
 
 LOGGER_NAME = "kafkalog"
 
-log = logging.getLogger(LOGGER_NAME)
+log = logging.Logger(LOGGER_NAME, logging.INFO)
 log.propagate = False
-if not log.handlers:
-    _stderr = logging.StreamHandler(sys.stderr)
-    _stderr.setFormatter(logging.Formatter("kafkalog: %(levelname)s: %(message)s"))
-    log.addHandler(_stderr)
-    log.setLevel(logging.INFO)
+_stderr = logging.StreamHandler(sys.stderr)
+_stderr.setFormatter(logging.Formatter("kafkalog: %(levelname)s: %(message)s"))
+log.addHandler(_stderr)
 
 
 class RateLimitedWarnings:

@@ -23,7 +23,12 @@ from kafkalog.errors import ConfigError
 from kafkalog.formatter import JsonFormatter
 from kafkalog.queue import Entry, RecordQueue
 from kafkalog.spill import SpillStore
-from kafkalog.transport import KafkaPythonTransport, Transport, check_compression_available
+from kafkalog.transport import (
+    KafkaPythonTransport,
+    Transport,
+    check_compression_available,
+    check_producer_config,
+)
 from kafkalog.worker import BatchWorker
 
 TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
@@ -89,11 +94,16 @@ class KafkaHandler(logging.Handler):
             )
         self.config = config
         self._transport_factory = transport_factory or _kafka_python_transport
-        self._json = JsonFormatter(
-            schema=config.schema,
-            static_fields=config.static_fields,
-            max_bytes=self._max_value_bytes(),
-        )
+        try:
+            self._json = JsonFormatter(
+                schema=config.schema,
+                static_fields=config.static_fields,
+                max_bytes=self._max_value_bytes(),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("static_fields", str(exc)) from None
+        if transport_factory is None:
+            check_producer_config(config)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
         self._sync_timeout_s = config.sync_timeout_ms / 1000
@@ -223,8 +233,9 @@ class KafkaHandler(logging.Handler):
         not wait on the disk's flush.
         """
         assert self._spill is not None
-        if self._spill.append([(entry[0], entry[1])], sync=False) != 1:
-            return False
+        # Handed over either way: a record the store can not write is counted by the store
+        # (spill_dropped), so it must not be counted again as dropped by the queue.
+        self._spill.append([(entry[0], entry[1])], sync=False)
         if entry[2] is not None:
             entry[2].set()
         self._worker.request_flush(0)  # wake the worker: it must replay behind these
@@ -239,11 +250,13 @@ class KafkaHandler(logging.Handler):
 
     # logging calls flush() with no argument and ignores the result, so a bool is compatible.
     def flush(self, timeout: float | None = None) -> bool:  # type: ignore[override]
-        """Wait until every record accepted before the call is acknowledged by the broker.
+        """Wait until every record accepted before the call is acknowledged or safely spilled.
 
         ``timeout`` is in seconds; None means ``close_timeout_ms``, so that ``logging.shutdown``
         can not hang on an unreachable broker. Returns True only if every such record was
-        acknowledged, and no record failed or was dropped since the previous flush.
+        acknowledged by the broker or written to the spill store, and no accepted record was
+        lost, dropped from the queue or dead-lettered since the previous flush. (Records the
+        full queue refused were never accepted; ``stats()["dropped_newest"]`` counts them.)
         """
         if not self._started:
             return True

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
+import heapq
 import os
 import re
 import secrets
@@ -114,7 +115,9 @@ def _frame_at(data: bytes, pos: int) -> int:
     crc: int
     length, crc = _FRAME_HEAD.unpack_from(data, pos)
     end = pos + _FRAME_HEAD.size + length + _LEN.size
-    if length > MAX_FRAME_BYTES or end > len(data):
+    # Every payload holds at least the key length: a shorter "frame" (twelve zero bytes make
+    # one with a matching CRC) is noise, and decoding it would fail.
+    if length < _KEY_LEN.size or length > MAX_FRAME_BYTES or end > len(data):
         return -1
     trailer: int = _LEN.unpack_from(data, end - _LEN.size)[0]
     if trailer != length:
@@ -183,6 +186,7 @@ class _Segment:
     records: int
     bytes: int
     adopted_lock: int | None = None  # fd of a dead writer's lock we hold, for adopted ones
+    corrupt_counted: int = 0  # corrupt regions already counted (it may be read more than once)
 
 
 @dataclasses.dataclass
@@ -290,7 +294,7 @@ class SpillStore:
     def _roll(self) -> None:
         """Seal the active segment and start a new one (with the lock held)."""
         if self._fd is not None:
-            self._sync_fd()
+            self.sync()  # a failed fsync is counted there; sealing goes on
             os.close(self._fd)
             self._fd = None
         self._active = None
@@ -302,7 +306,13 @@ class SpillStore:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW
         fd = os.open(path, flags, 0o600)
         header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
-        _write_all(fd, header)
+        try:
+            _write_all(fd, header)
+        except OSError:  # no torn header left behind, no descriptor leaked
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
         self._fd = fd
         segment = _Segment(path, 0, len(header))
         self._active = segment
@@ -337,7 +347,7 @@ class SpillStore:
             if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
                 self._count_dropped(count, "spill_max_bytes reached")
                 return 0
-        for _attempt in range(2):
+        for attempt in range(2):
             try:
                 segment = self._active
                 if segment is None or segment.bytes >= self._segment_bytes:
@@ -348,8 +358,12 @@ class SpillStore:
             except OSError as exc:
                 self.write_errors += 1
                 full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                if full and self._full_policy == "drop_oldest" and self._drop_oldest_segment(
-                    "disk full"
+                # Give up one old segment and retry once; never one without a retry after it.
+                if (
+                    full
+                    and attempt == 0
+                    and self._full_policy == "drop_oldest"
+                    and self._drop_oldest_segment("disk full")
                 ):
                     continue
                 self._count_dropped(count, f"cannot write spill segment: {exc}")
@@ -363,10 +377,12 @@ class SpillStore:
         return 0
 
     def _drop_oldest_segment(self, why: str) -> bool:
-        """Delete the oldest segment that is not being written. False if there is none."""
+        """Delete the oldest segment (sealing the active one if it is the last). False if none."""
         for segment in list(self._pending):
             if segment is self._active:
-                continue
+                if segment.records == 0:
+                    continue
+                self._roll()  # the only one with records: drop_oldest keeps the newest
             lost = segment.records - (self._replay_index if segment is self._pending[0] else 0)
             self._remove(segment)
             self._count_dropped(max(0, lost), f"{why}: dropped oldest spill segment")
@@ -401,12 +417,6 @@ class SpillStore:
             self.dead_lettered += len(records)
             return len(records)
 
-    def _sync_fd(self) -> None:
-        if self._fd is not None and self._dirty and self._fsync != "never":
-            os.fsync(self._fd)
-        self._dirty = False
-        self._last_sync = self._clock()
-
     def _maybe_sync(self) -> None:
         if self._fsync == "always" or (
             self._fsync == "interval" and self._clock() - self._last_sync >= self._fsync_interval_s
@@ -414,13 +424,34 @@ class SpillStore:
             self.sync()
 
     def sync(self) -> None:
-        """fsync the active segment if it has unsynced writes (policy permitting)."""
+        """fsync the active segment if it has unsynced writes (policy permitting).
+
+        The fsync runs on a duplicate of the file descriptor, outside the store's lock, so an
+        application thread appending on queue overflow never waits for the disk to flush.
+        """
         with self._lock:
+            if self._fd is None or not self._dirty or self._fsync == "never":
+                self._dirty = False
+                return
             try:
-                self._sync_fd()
+                fd = os.dup(self._fd)
             except OSError as exc:
-                self.write_errors += 1
-                self._warnings.warn("spill-fsync", "fsync of spill segment failed: %s", exc)
+                self._sync_failed(exc)
+                return
+            self._dirty = False
+            self._last_sync = self._clock()
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            self._sync_failed(exc)
+        finally:
+            os.close(fd)
+
+    def _sync_failed(self, exc: OSError) -> None:
+        with self._lock:
+            self.write_errors += 1
+            self._dirty = self._fd is not None  # try again at the next sync
+        self._warnings.warn("spill-fsync", "fsync of spill segment failed: %s", exc)
 
     # -- replay --------------------------------------------------------------------------------
 
@@ -456,15 +487,17 @@ class SpillStore:
         except OSError as exc:
             self._warnings.warn("spill-read", "cannot read spill segment %s: %s", segment.path, exc)
             records, scan, header = [], ScanResult(frames=[]), None
-        if header is None and segment.path.exists():
-            self.corrupt_frames += 1
-        self.corrupt_frames += scan.corrupt
-        if scan.corrupt:
+        corrupt = scan.corrupt  # read_segment counts a bad header of a non-empty file
+        if header is None and not corrupt and segment.path.exists():
+            corrupt = 1  # unreadable, or empty
+        if corrupt > segment.corrupt_counted:
+            self.corrupt_frames += corrupt - segment.corrupt_counted
+            segment.corrupt_counted = corrupt
             self._warnings.warn(
                 "spill-corrupt",
                 "spill segment %s has %d corrupt region(s); skipped them",
                 segment.path,
-                scan.corrupt,
+                corrupt,
             )
         segment.records = len(records)
         self._read_cache = (segment.path, records)
@@ -511,7 +544,7 @@ class SpillStore:
         """
         if not self.directory.is_dir():
             return 0
-        adopted: list[_Segment] = []
+        groups: list[list[_Segment]] = []  # per writer, in its sequence order
         by_writer: dict[str, list[Path]] = {}
         try:
             names = os.listdir(self.directory)
@@ -525,7 +558,7 @@ class SpillStore:
             lock_fd = _try_lock_writer(self.directory / f"{writer}{LOCK_SUFFIX}")
             if lock_fd is None:
                 continue
-            kept = False
+            group: list[_Segment] = []
             for path in sorted(paths):
                 header = _header_of(path)
                 if header is None or header.topic != self.topic:
@@ -534,13 +567,16 @@ class SpillStore:
                     size = path.stat().st_size
                 except OSError:
                     continue
-                adopted.append(_Segment(path, records=-1, bytes=size, adopted_lock=lock_fd))
-                kept = True
-            if not kept:
+                group.append(_Segment(path, records=-1, bytes=size, adopted_lock=lock_fd))
+            if group:
+                groups.append(group)
+            else:
                 os.close(lock_fd)
-        if not adopted:
+        if not groups:
             return 0
-        adopted.sort(key=lambda s: (_created_of(s.path), s.path.name))
+        # Writers interleaved by creation time, each one's segments kept in the order it wrote
+        # them even if its wall clock stepped back.
+        adopted = list(heapq.merge(*groups, key=lambda s: _created_of(s.path)))
         with self._lock:
             # Older than anything this process wrote: replay them first.
             head_in_progress = self._replay_index > 0 and self._pending
@@ -594,7 +630,8 @@ class SpillStore:
 
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's files and lock without touching them."""
-        for fd in (self._fd, self._lock_fd):
+        adopted_locks = {s.adopted_lock for s in self._pending if s.adopted_lock is not None}
+        for fd in (self._fd, self._lock_fd, *adopted_locks):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)  # our copy only; the parent's lock stays held by the parent

@@ -19,7 +19,7 @@ import kafka.errors
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import log
-from kafkalog.errors import TransportError
+from kafkalog.errors import ConfigError, TransportError
 
 # One record as the transport sees it: (value, key).
 OutRecord = tuple[bytes, "bytes | None"]
@@ -70,6 +70,19 @@ def classify(exc: BaseException) -> TransportError:
         # bad record) will fail the same way every time.
         retriable = isinstance(exc, (OSError, TimeoutError))
     return TransportError(text, retriable=retriable, cause_name=name)
+
+
+def check_producer_config(config: HandlerConfig) -> None:
+    """Reject ``producer_config`` keys that kafka-python does not know, at construction.
+
+    Otherwise a typo would surface only on the worker thread, as every record failing.
+    """
+    known = set(kafka.KafkaProducer.DEFAULT_CONFIG)
+    unknown = sorted(set(config.producer_config) - known)
+    if unknown:
+        raise ConfigError(
+            "producer_config", f"kafka-python does not know {unknown} (see KafkaProducer's docs)"
+        )
 
 
 def check_compression_available(codec: str) -> str | None:

@@ -127,9 +127,12 @@ class BatchWorker:
         )
         # Replay retries until it succeeds or the worker stops; while it backs off, new records
         # keep moving from the queue to the spill.
+        self._replay_failed = False
         self._replay_retrying = Retrying(
             retry=retry,
-            stop=_StopAtDeadline(self._past_deadline),
+            # While stopping, one failed attempt is enough: the records are safe on disk, and
+            # the process should not wait out close_timeout_ms for a broker that is down.
+            stop=_StopAtDeadline(lambda: self._past_deadline() or self._stopping.is_set()),
             wait=backoff,
             sleep=self._sleep_spilling,
             before_sleep=self._count_retry,
@@ -188,7 +191,7 @@ class BatchWorker:
             while True:
                 self._maybe_adopt()
                 if self._spill is not None and self._spill.has_pending():
-                    if self._stopping.is_set() and self._past_deadline():
+                    if self._stopping.is_set() and (self._past_deadline() or self._replay_failed):
                         break  # what is spilled stays on disk for the next process
                     self._spill_queued()
                     self._replay()
@@ -273,6 +276,8 @@ class BatchWorker:
         queue = self._queue
         while not self._abort.is_set():
             self._spill_queued()
+            assert self._spill is not None
+            self._spill.sync()  # keeps the fsync interval while appends pause
             remaining = end - self._clock()
             if remaining <= 0:
                 return
@@ -358,8 +363,9 @@ class BatchWorker:
 
         try:
             self._replay_retrying(attempt)
+            self._replay_failed = False
         except TransportError:
-            pass  # stopping: the rest stays on disk
+            self._replay_failed = True  # stopping: the rest stays on disk
         except Exception:
             log.exception("replaying spilled records failed; they stay on disk")
             self._abort.wait(self._config.retry_backoff_max_ms / 1000)
@@ -412,8 +418,7 @@ class BatchWorker:
         if not err.retriable:
             self._dead_letter(_records(entries), err)
         elif self._spill is not None:
-            written = self._spill.append(_records(entries))
-            self._count_failed(len(entries) - written, err)
+            self._spill.append(_records(entries))  # the store counts what it can not keep
         else:
             self._count_failed(len(entries), err)
         _release(entries)
@@ -435,8 +440,7 @@ class BatchWorker:
             )
             records = [r for r, e in zip(records, results, strict=True) if e is not None]
         if records and self._spill is not None:
-            written = self._spill.append(records, dead_letter=True)
-            self._count_failed(len(records) - written, err)
+            self._spill.append(records, dead_letter=True)  # the store counts its failures
         elif records:
             self._count_failed(len(records), err)
 

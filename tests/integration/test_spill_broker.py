@@ -40,7 +40,7 @@ def new_topic() -> str:
     return f"spill-{uuid.uuid4().hex[:12]}"
 
 
-def run_app(broker: KafkaBroker, topic: str, spill: Path, count: int, prefix: str,
+def run_app(broker: KafkaBroker, topic: str, spill: Path, count: int, prefix: str, *,
             mode: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(APP), broker.bootstrap, topic, str(spill), str(count), prefix, mode],
@@ -91,13 +91,13 @@ def test_records_of_a_killed_process_are_replayed_by_the_next(
     topic = new_topic()
     spill = tmp_path / "spill"
     fresh_broker.stop()
-    crashed = run_app(fresh_broker, topic, spill, 2000, "a", "kill")
+    crashed = run_app(fresh_broker, topic, spill, 2000, "a", mode="kill")
     out, _ = crashed.communicate(timeout=90)
     assert crashed.returncode == -signal.SIGKILL
     assert "spilled 2000" in out
     assert any(spill.glob("*.seg"))
     fresh_broker.start()
-    nxt = run_app(fresh_broker, topic, spill, 100, "b", "close")
+    nxt = run_app(fresh_broker, topic, spill, 100, "b", mode="close")
     out, _ = nxt.communicate(timeout=90)
     assert nxt.returncode == 0, out
     got = values(consume(fresh_broker.bootstrap, topic, 2100, timeout_s=90))
@@ -114,15 +114,15 @@ def test_shared_spill_dir_dead_writer_is_adopted_once(
     topic = new_topic()
     spill = tmp_path / "shared"
     fresh_broker.stop()
-    alive = [run_app(fresh_broker, topic, spill, 500, p, "wait") for p in ("a", "b")]
-    victim = run_app(fresh_broker, topic, spill, 500, "c", "kill")
+    alive = [run_app(fresh_broker, topic, spill, 500, p, mode="wait") for p in ("a", "b")]
+    victim = run_app(fresh_broker, topic, spill, 500, "c", mode="kill")
     victim.communicate(timeout=90)
     assert victim.returncode == -signal.SIGKILL
     for proc in alive:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready"
     fresh_broker.start()
-    adopter = run_app(fresh_broker, topic, spill, 10, "d", "close")
+    adopter = run_app(fresh_broker, topic, spill, 10, "d", mode="close")
     adopter.communicate(timeout=90)
     assert adopter.returncode == 0
     for proc in alive:
@@ -194,7 +194,7 @@ def test_cli_replay_drains_a_dead_writers_spill(
     topic = new_topic()
     spill = tmp_path / "spill"
     fresh_broker.stop()
-    crashed = run_app(fresh_broker, topic, spill, 300, "z", "kill")
+    crashed = run_app(fresh_broker, topic, spill, 300, "z", mode="kill")
     crashed.communicate(timeout=90)
     info = spill_info(spill)
     assert sum(r["records"] for r in info if r["kind"] == "spill") == 300

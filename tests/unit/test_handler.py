@@ -65,6 +65,18 @@ def test_key_from_record_attribute_and_callable(logger: logging.Logger) -> None:
     assert other.records[0][1] == b"WARNING-x"
 
 
+def test_a_record_refused_only_alongside_another_is_delivered(logger: logging.Logger) -> None:
+    transport = MemoryTransport()
+    # kafka-python fails a whole batch after one fatal error; alone, the record goes through.
+    transport.fail_next = [TransportError("batch poisoned", retriable=False)]
+    handler = make(transport)
+    logger.addHandler(handler)
+    logger.error("innocent")
+    assert handler.flush(5.0) is True
+    assert [m["message"] for m in transport.messages()] == ["innocent"]
+    assert handler.stats()["dead_lettered"] == 0
+
+
 def test_retriable_failures_are_retried_until_delivered(logger: logging.Logger) -> None:
     transport = MemoryTransport()
     transport.fail_next = [TransportError("down", retriable=True)] * 3
@@ -78,13 +90,16 @@ def test_retriable_failures_are_retried_until_delivered(logger: logging.Logger) 
 
 def test_fatal_failure_is_counted_and_not_retried(logger: logging.Logger) -> None:
     transport = MemoryTransport()
-    transport.fail_next = [TransportError("never", retriable=False, cause_name="Fatal")]
+    # Refused in its batch, and again when sent alone to confirm it is the culprit.
+    transport.fail_next = [TransportError("never", retriable=False, cause_name="Fatal")] * 2
     handler = make(transport)
     logger.addHandler(handler)
     logger.error("doomed")
     assert handler.flush(5.0) is False
-    assert handler.stats()["failed"] == 1
+    assert handler.stats()["dead_lettered"] == 1
+    assert handler.stats()["failed"] == 1  # no spill store to keep it in
     assert handler.stats()["retries"] == 0
+    assert transport.calls == 2
     logger.error("fine")
     assert handler.flush(5.0) is True
 
