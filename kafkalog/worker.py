@@ -316,20 +316,11 @@ class BatchWorker:
 
         def attempt() -> None:
             nonlocal pending
-            results = self._transport.send(_records(pending), self._attempt_timeout(started))
+            results = self._send_confirmed(_records(pending), self._attempt_timeout(started))
             retry: list[Entry] = []
             retry_error: TransportError | None = None
             delivered: list[Entry] = []
-            refused: list[Entry] = []
             for entry, err in zip(pending, results, strict=True):
-                if err is None:
-                    delivered.append(entry)
-                elif err.retriable:
-                    retry.append(entry)
-                    retry_error = err
-                else:
-                    refused.append(entry)
-            for entry, err in zip(refused, self._confirm_refused(_records(refused)), strict=True):
                 if err is None:
                     delivered.append(entry)
                 elif err.retriable:
@@ -373,11 +364,7 @@ class BatchWorker:
     def _replay_attempt(self, spill: SpillStore, batch: ReplayBatch) -> None:
         started = self._clock()
         records = batch.records
-        results = self._transport.send(records, self._attempt_timeout(started))
-        refused = [i for i, err in enumerate(results) if err is not None and not err.retriable]
-        confirmed = self._confirm_refused([records[i] for i in refused])
-        for i, err in zip(refused, confirmed, strict=True):
-            results[i] = err
+        results = self._send_confirmed(records, self._attempt_timeout(started))
         done = 0
         dead: list[SpillRecord] = []
         failure: TransportError | None = None
@@ -398,17 +385,20 @@ class BatchWorker:
             batch.start += done
             raise failure
 
-    def _confirm_refused(self, records: list[SpillRecord]) -> list[TransportError | None]:
-        """Send each refused record once more, alone, to find the ones Kafka really refuses.
+    def _send_confirmed(
+        self, records: list[SpillRecord], timeout_s: float
+    ) -> list[TransportError | None]:
+        """Send ``records``; re-send each refused one alone to see if Kafka really refuses it.
 
         After one fatal error kafka-python fails the rest of the batch with the same error
         type, so a refusal of a record that shared a batch with the culprit proves nothing.
-        The transport starts a new client after any failure, so each retry here is clean.
+        The transport starts a new client after any failure, so each re-send here is clean.
         """
-        if not records:
-            return []
-        timeout = self._request_timeout_s
-        return [self._transport.send([record], timeout)[0] for record in records]
+        results = self._transport.send(records, timeout_s)
+        for i, err in enumerate(results):
+            if err is not None and not err.retriable:
+                results[i] = self._transport.send([records[i]], self._request_timeout_s)[0]
+        return results
 
     def _give_up(self, entries: Sequence[Entry], err: TransportError) -> None:
         """Records that could not be delivered now: spill them, dead-letter them, or count."""

@@ -7,6 +7,7 @@ already running broker instead; tests that need to kill or restart a broker skip
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -114,3 +115,15 @@ def _isolated_state_dir(tmp_path_factory: pytest.TempPathFactory,
     state = tmp_path_factory.mktemp("xdg-state")
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     return state
+
+
+@pytest.fixture
+def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
+    """A logger of the test's own (DEBUG, not propagating); its handlers are closed after."""
+    log = logging.getLogger(f"test.{request.node.name}.{uuid.uuid4().hex[:8]}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    yield log
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()

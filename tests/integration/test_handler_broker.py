@@ -17,26 +17,13 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
-import pytest
 from kafka_read import consume, values
 from murmur2_reference import java_partition
 
 from kafkalog import KafkaHandler
-
-
-@pytest.fixture
-def isolated_logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"it.{request.node.name}.{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 def closed_port() -> int:
@@ -99,15 +86,15 @@ def test_dictconfig_round_trip(kafka_broker: Any, topic: str) -> None:
 
 
 def test_four_threads_every_record_exactly_once_in_order(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, key="thread_key")
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     threads_n, per_thread = 4, 5000
 
     def work(t: int) -> None:
         for i in range(per_thread):
-            isolated_logger.info("r", extra={"thread_key": f"t{t}", "t": t, "i": i})
+            logger.info("r", extra={"thread_key": f"t{t}", "t": t, "i": i})
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
     for th in threads:
@@ -132,13 +119,13 @@ def test_four_threads_every_record_exactly_once_in_order(
 
 
 def test_keys_land_on_the_java_murmur2_partition(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, key="uid")
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     keys = [f"user-{i}" for i in range(60)] + ["ü-ñicode", "21", "foobar"]
     for k in keys:
-        isolated_logger.info("k", extra={"uid": k})
+        logger.info("k", extra={"uid": k})
     assert handler.flush(30)
     records = consume(kafka_broker.bootstrap, topic, len(keys))
     assert len(records) == len(keys)
@@ -148,23 +135,23 @@ def test_keys_land_on_the_java_murmur2_partition(
 
 
 def test_pinned_partition_and_unkeyed_spread(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     pinned = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, partition=2)
-    isolated_logger.addHandler(pinned)
+    logger.addHandler(pinned)
     for i in range(20):
-        isolated_logger.info("pinned %d", i)
+        logger.info("pinned %d", i)
     assert pinned.flush(30)
-    isolated_logger.removeHandler(pinned)
+    logger.removeHandler(pinned)
     pinned.close()
     records = consume(kafka_broker.bootstrap, topic, 20)
     assert {r.partition for r in records} == {2}
 
     spread = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, linger_ms=0,
                           batch_size=1024)
-    isolated_logger.addHandler(spread)
+    logger.addHandler(spread)
     for i in range(3000):
-        isolated_logger.info("spread %d", i)
+        logger.info("spread %d", i)
     assert spread.flush(30)
     records = consume(kafka_broker.bootstrap, topic, 3020)
     unkeyed = [r for r in records if orjson.loads(r.value)["message"].startswith("spread")]
@@ -185,10 +172,10 @@ class Unprintable:
 
 
 def test_weird_values_are_all_delivered(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap)
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     odd: dict[str, Any] = {
         "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
         "day": dt.date(2026, 1, 2),
@@ -205,9 +192,9 @@ def test_weird_values_are_all_delivered(
         "unprintable": Unprintable(),
     }
     for name, value in odd.items():
-        isolated_logger.info("odd %s", name, extra={"field": name, "value": value})
-    isolated_logger.info("surrogate in message \ud800 here")
-    isolated_logger.info("unprintable arg %s", Unprintable())
+        logger.info("odd %s", name, extra={"field": name, "value": value})
+    logger.info("surrogate in message \ud800 here")
+    logger.info("unprintable arg %s", Unprintable())
     assert handler.flush(30)
     records = consume(kafka_broker.bootstrap, topic, len(odd) + 2)
     got = values(records)
@@ -225,13 +212,13 @@ def test_weird_values_are_all_delivered(
 
 
 def test_five_megabyte_message_is_truncated_and_delivered(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap)
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     big = "x" * (5 * 1024 * 1024)
-    isolated_logger.info(big)
-    isolated_logger.info("after the big one")
+    logger.info(big)
+    logger.info("after the big one")
     assert handler.flush(30)
     records = consume(kafka_broker.bootstrap, topic, 2)
     got = values(records)
@@ -265,21 +252,21 @@ def test_kafka_python_debug_logging_does_not_loop(kafka_broker: Any, topic: str)
 
 
 def test_fork_child_records_are_delivered(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap)
-    isolated_logger.addHandler(handler)
-    isolated_logger.info("parent before fork")
+    logger.addHandler(handler)
+    logger.info("parent before fork")
     assert handler.flush(30)  # the parent now has a live producer and worker thread
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
-            isolated_logger.info("child %d", os.getpid())
+            logger.info("child %d", os.getpid())
             code = 0 if handler.flush(30) else 2
         finally:
             os._exit(code)
-    isolated_logger.info("parent after fork")
+    logger.info("parent after fork")
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert handler.flush(30)
@@ -292,13 +279,13 @@ def _mp_child(log_name: str) -> None:
 
 
 def test_multiprocessing_fork_child_delivers_without_explicit_flush(
-    kafka_broker: Any, topic: str, isolated_logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, linger_ms=500)
-    isolated_logger.addHandler(handler)
-    isolated_logger.info("parent")
+    logger.addHandler(handler)
+    logger.info("parent")
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_mp_child, args=(isolated_logger.name,)) for _ in range(3)]
+    procs = [ctx.Process(target=_mp_child, args=(logger.name,)) for _ in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -310,7 +297,7 @@ def test_multiprocessing_fork_child_delivers_without_explicit_flush(
 
 
 def test_flush_and_close_are_bounded_when_the_broker_is_unreachable(
-    isolated_logger: logging.Logger,
+    logger: logging.Logger,
 ) -> None:
     handler = KafkaHandler(
         topic="nowhere",
@@ -318,15 +305,15 @@ def test_flush_and_close_are_bounded_when_the_broker_is_unreachable(
         close_timeout_ms=1000,
         spill_dir=None,  # without a spill store, what can not be delivered is counted lost
     )
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     started = time.perf_counter()
     for i in range(1000):
-        isolated_logger.error("lost cause %d", i)
+        logger.error("lost cause %d", i)
     emit_s = time.perf_counter() - started
     started = time.perf_counter()
     assert handler.flush(timeout=0.5) is False
     flush_s = time.perf_counter() - started
-    isolated_logger.removeHandler(handler)
+    logger.removeHandler(handler)
     started = time.perf_counter()
     handler.close()
     close_s = time.perf_counter() - started
@@ -355,16 +342,16 @@ for i in range(500):
 
 
 def test_emit_returns_quickly_when_topic_metadata_is_missing(
-    kafka_broker: Any, isolated_logger: logging.Logger
+    kafka_broker: Any, logger: logging.Logger
 ) -> None:
     # An invalid-for-auto-create situation is hard to stage; a topic on a closed port is the
     # worst case for kafka-python's send(), which would block for max_block_ms in emit().
     handler = KafkaHandler(topic="never-created", bootstrap_servers=f"127.0.0.1:{closed_port()}")
-    isolated_logger.addHandler(handler)
+    logger.addHandler(handler)
     worst = 0.0
     for i in range(200):
         started = time.perf_counter()
-        isolated_logger.warning("quick %d", i)
+        logger.warning("quick %d", i)
         worst = max(worst, time.perf_counter() - started)
     assert worst < 0.5
     assert orjson.dumps(handler.stats())  # stats stay JSON-serialisable

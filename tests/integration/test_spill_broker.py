@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,6 @@ from kafkalog.cli import main as cli_main
 from kafkalog.cli import spill_info
 
 APP = Path(__file__).with_name("spill_app.py")
-
-
-@pytest.fixture
-def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"spill.{request.node.name}.{uuid.uuid4().hex[:6]}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 def new_topic() -> str:

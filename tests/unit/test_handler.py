@@ -7,7 +7,6 @@ import logging.config
 import os
 import threading
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -21,17 +20,6 @@ def make(transport: MemoryTransport, **options: object) -> KafkaHandler:
                                "spill_dir": None, "overflow_policy": "drop_newest"}
     opts.update(options)
     return KafkaHandler(transport_factory=MemoryTransport.factory(transport), **opts)
-
-
-@pytest.fixture
-def logger() -> Iterator[logging.Logger]:
-    log = logging.getLogger(f"test.handler.{time.monotonic_ns()}")
-    log.setLevel(logging.DEBUG)
-    log.propagate = False
-    yield log
-    for h in list(log.handlers):
-        log.removeHandler(h)
-        h.close()
 
 
 def test_records_arrive_as_json_in_order(logger: logging.Logger) -> None:

@@ -802,12 +802,14 @@ from kafkalog.spill import SpillStore
 
 store = SpillStore(Path(sys.argv[1]), sys.argv[2])
 adopted = store.adopt_orphans()
+# One os.write per line: parent and child share the pipe, and print() may write a line in
+# pieces (unbuffered stdout), which would interleave.
 if os.fork() == 0:
     store.forget_after_fork()
-    print("child", os.getpid(), flush=True)
+    os.write(1, f"child {os.getpid()}\\n".encode())
     sys.stdin.read()
     os._exit(0)
-print("parent", adopted, flush=True)
+os.write(1, f"parent {adopted}\\n".encode())
 sys.stdin.read()
 """
 
