@@ -20,6 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 import orjson
+import pytest
 from kafka_read import consume, values
 from murmur2_reference import java_partition
 
@@ -355,3 +356,17 @@ def test_emit_returns_quickly_when_topic_metadata_is_missing(
         worst = max(worst, time.perf_counter() - started)
     assert worst < 0.5
     assert orjson.dumps(handler.stats())  # stats stay JSON-serialisable
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_round_trip(
+    kafka_broker: Any, topic: str, logger: logging.Logger, codec: str
+) -> None:
+    handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap,
+                           compression_type=codec, acks="1")
+    logger.addHandler(handler)
+    for i in range(500):
+        logger.info("compressed %d %s", i, "abc" * 20)
+    assert handler.flush(30)
+    got = values(consume(kafka_broker.bootstrap, topic, 500))
+    assert sorted(int(v["message"].split()[1]) for v in got) == list(range(500))
