@@ -146,14 +146,8 @@ class KafkaHandler(logging.Handler):
             on_drop=self._dropped_oldest,
         )
         self._transport = self._transport_factory(config, _keep_exit_hook_first)
-        self._worker = BatchWorker(
-            self._queue,
-            self._transport,
-            config,
-            spill=self._spill,
-            warnings=self._warnings,
-            name=f"kafkalog-worker-{config.topic}",
-        )
+        self._worker = self._new_worker()
+        self._revived = 0
         self._started = False
         self._closed = False
         self._dropped_after_close = 0
@@ -192,7 +186,10 @@ class KafkaHandler(logging.Handler):
                 return
             if not self._started:
                 self._start_worker()
-            if self._queue.put((value, key, waiter)) and waiter is not None:
+            accepted = self._queue.put((value, key, waiter))
+            if not accepted:
+                self._revive_worker()
+            elif waiter is not None:
                 self._worker.request_flush(self._queue.accepted)
                 waiter.wait(self._sync_timeout_s)
         except Exception:
@@ -218,6 +215,35 @@ class KafkaHandler(logging.Handler):
             fmt.max_bytes = self._max_value_bytes()
         super().setFormatter(fmt)
 
+    def _new_worker(self) -> BatchWorker:
+        return BatchWorker(
+            self._queue,
+            self._transport,
+            self.config,
+            spill=self._spill,
+            warnings=self._warnings,
+            name=f"kafkalog-worker-{self.config.topic}",
+        )
+
+    def _revive_worker(self) -> None:
+        """The queue is full: if the worker thread died (a bug in it), start a new one.
+
+        Checked only on overflow, so the common path pays nothing for it.
+        """
+        dead = self._worker
+        if dead.alive or not self._started or self._closed:
+            return
+        with self._state_lock:
+            if self._worker is not dead or self._closed:
+                return
+            worker = self._new_worker()
+            for counter in ("delivered", "failed", "dead_lettered", "retries", "batches"):
+                setattr(worker, counter, getattr(dead, counter))
+            self._worker = worker
+            self._revived += 1
+            worker.start()
+        self._warnings.warn("revived", "the kafkalog worker thread had stopped; restarted it")
+
     def _start_worker(self) -> None:
         with self._state_lock:
             if not self._started and not self._closed:
@@ -239,6 +265,7 @@ class KafkaHandler(logging.Handler):
         if entry[2] is not None:
             entry[2].set()
         self._worker.request_flush(0)  # wake the worker: it must replay behind these
+        self._revive_worker()
         return True
 
     def _dropped_oldest(self, entry: Entry) -> None:
@@ -327,6 +354,7 @@ class KafkaHandler(logging.Handler):
             "dropped_after_close": self._dropped_after_close,
             "blocked": q["blocked"],
             "reentrant_skipped": self._reentrant,
+            "worker_restarts": self._revived,
             "dead_lettered": w["dead_lettered"],
             "retries": w["retries"],
             "batches": w["batches"],

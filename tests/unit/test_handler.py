@@ -315,3 +315,23 @@ def test_forked_child_gets_a_fresh_pipeline(logger: logging.Logger) -> None:
     transport.gate.set()
     assert handler.flush(5.0)
     assert [m["message"] for m in transport.messages()] == ["parent before fork"]
+
+
+def test_a_dead_worker_is_restarted_when_the_queue_fills(logger: logging.Logger) -> None:
+    transport = MemoryTransport()
+    handler = make(transport, queue_max_records=5)
+    logger.addHandler(handler)
+    logger.info("first")
+    assert handler.flush(5.0)
+    handler._worker.abort()  # simulate a crashed thread: it exits and nothing restarts it
+    assert handler._worker.join(5.0)
+    for i in range(10):
+        logger.info("after %d", i)
+    stats = handler.stats()
+    assert stats["worker_restarts"] == 1
+    assert handler.flush(5.0)
+    got = [m["message"] for m in transport.messages()]
+    assert got[0] == "first"
+    assert got[-1] == "after 9"
+    assert len(got) == stats["enqueued"]  # every accepted record was delivered
+    assert stats["dropped_newest"] == 10 - (stats["enqueued"] - 1)

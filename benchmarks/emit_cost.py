@@ -1,0 +1,81 @@
+"""Caller-thread cost of one enabled log call: kafkalog against NullHandler and QueueHandler.
+
+    python tests/broker/kraft.py exec -- python benchmarks/emit_cost.py [--calls 50000]
+
+Needs ``KAFKALOG_BOOTSTRAP_SERVERS`` (``kraft.py exec`` sets it): the worker runs and delivers
+while the loop logs, as in production. Reports the median of 7 runs in µs per call and the
+ratio to NullHandler; writes JSON to benchmarks/results/emit_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import logging.handlers
+import os
+import queue
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kafkalog import KafkaHandler
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS = 7
+
+
+def per_call_us(handler: logging.Handler, calls: int) -> float:
+    log = logging.getLogger(f"bench.emit.{id(handler)}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.handlers[:] = [handler]
+    samples = []
+    for _ in range(RUNS):
+        started = time.perf_counter()
+        for i in range(calls):
+            log.info("user %s paid %d cents", "u-42", i)
+        samples.append((time.perf_counter() - started) / calls * 1e6)
+        if isinstance(handler, KafkaHandler):
+            handler.flush(60)  # each run starts with an empty queue
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=50_000)
+    args = parser.parse_args()
+    bootstrap = os.environ.get("KAFKALOG_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("set KAFKALOG_BOOTSTRAP_SERVERS (or run under tests/broker/kraft.py exec)")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="kafkalog-bench-") as tmp:
+        cases: dict[str, Callable[[], logging.Handler]] = {
+            "NullHandler": logging.NullHandler,
+            "QueueHandler": lambda: logging.handlers.QueueHandler(queue.SimpleQueue()),
+            "KafkaHandler": lambda: KafkaHandler(
+                topic="bench-emit", bootstrap_servers=bootstrap, spill_dir=tmp
+            ),
+        }
+        results = {}
+        for name, make in cases.items():
+            handler = make()
+            results[name] = per_call_us(handler, args.calls)
+            handler.close()
+    floor = results["NullHandler"]
+    out = {name: {"us_per_call": round(us, 3), "ratio_to_null": round(us / floor, 2)}
+           for name, us in results.items()}
+    for name, row in out.items():
+        print(f"{name:14s} {row['us_per_call']:7.2f} µs/call  {row['ratio_to_null']:5.2f}x")
+    target = ROOT / "benchmarks" / "results" / "emit_cost.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps({"calls": args.calls, "runs": RUNS, "results": out}, indent=2)
+                      + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
