@@ -170,6 +170,9 @@ class KafkaHandler(logging.Handler):
         """Format ``record`` to JSON and queue it. Never raises; errors go to ``handleError``."""
         if record.name.partition(".")[0] in _OWN_LOGGERS:
             return
+        if self._closed:
+            self._dropped_after_close += 1
+            return
         local = self._local
         if getattr(local, "active", False):
             # Logging from inside this emit (say, in an argument's __repr__) would recurse.
@@ -181,9 +184,6 @@ class KafkaHandler(logging.Handler):
             key = self._key_of(record) if self._key_of is not None else None
             sync = self._sync_level is not None and record.levelno >= self._sync_level
             waiter = threading.Event() if sync else None
-            if self._closed:
-                self._dropped_after_close += 1
-                return
             if not self._started:
                 self._start_worker()
             accepted = self._queue.put((value, key, waiter))
