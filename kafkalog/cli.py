@@ -97,10 +97,17 @@ def spill_info(directory: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _spill_dir_or_none(path: str, console: Console) -> Path | None:
+    directory = Path(path)
+    if directory.is_dir():
+        return directory
+    console.print(f"[red]no such spill directory: {directory}[/red]")
+    return None
+
+
 def _cmd_spill_info(args: argparse.Namespace, console: Console) -> int:
-    directory = Path(args.directory)
-    if not directory.is_dir():
-        console.print(f"[red]no such spill directory: {directory}[/red]")
+    directory = _spill_dir_or_none(args.directory, console)
+    if directory is None:
         return EXIT_USAGE
     rows = spill_info(directory)
     if args.json:
@@ -146,9 +153,8 @@ def _topics_in(directory: Path) -> list[str]:
 
 
 def _cmd_replay(args: argparse.Namespace, console: Console) -> int:
-    directory = Path(args.spill_dir)
-    if not directory.is_dir():
-        console.print(f"[red]no such spill directory: {directory}[/red]")
+    directory = _spill_dir_or_none(args.spill_dir, console)
+    if directory is None:
         return EXIT_USAGE
     topics = _topics_in(directory)
     if not topics:

@@ -19,7 +19,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
@@ -167,30 +167,24 @@ def _type_name(obj: object) -> str:
         return "object"
 
 
+def _first_text(obj: object, conversions: tuple[Callable[[object], str], ...]) -> str:
+    """The first of ``conversions`` of ``obj`` that does not raise, else a placeholder."""
+    for convert in conversions:
+        try:
+            return convert(obj)
+        except Exception:  # a user's __repr__/__str__ may raise anything
+            continue
+    return f"<unrepresentable {_type_name(obj)}>"
+
+
 def _safe_repr(obj: object) -> str:
     """repr(obj), else str(obj), else a placeholder - never raises."""
-    try:
-        return repr(obj)
-    except Exception:
-        pass
-    try:
-        return str(obj)
-    except Exception:
-        pass
-    return f"<unrepresentable {_type_name(obj)}>"
+    return _first_text(obj, (repr, str))
 
 
 def _safe_str(obj: object) -> str:
     """str(obj), else repr(obj), else a placeholder - never raises."""
-    try:
-        return str(obj)
-    except Exception:
-        pass
-    try:
-        return repr(obj)
-    except Exception:
-        pass
-    return f"<unrepresentable {_type_name(obj)}>"
+    return _first_text(obj, (str, repr))
 
 
 def _clean_str(s: str) -> str:
