@@ -161,17 +161,6 @@ class RecordQueue:
             self.inflight_start = None
             self._progress.notify_all()
 
-    def drain_all(self) -> list[Entry]:
-        """Remove every queued record (at shutdown), counting them as resolved."""
-        with self._lock:
-            batch = list(self._items)
-            self._items.clear()
-            self._bytes = 0
-            self.removed += len(batch)
-            self._not_full.notify_all()
-            self._progress.notify_all()
-            return batch
-
     # -- progress ----------------------------------------------------------------------------
 
     def _resolved(self) -> int:

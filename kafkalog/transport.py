@@ -116,7 +116,6 @@ class KafkaPythonTransport:
         self._connect: _Connect | None = None
         self._interrupted = threading.Event()
         self._lock = threading.Lock()
-        self.clients_built = 0
 
     def producer_settings(self, bootstrap_timeout_ms: int) -> dict[str, Any]:
         """The keyword arguments kafkalog gives ``KafkaProducer``."""
@@ -165,7 +164,6 @@ class KafkaPythonTransport:
             raise connect.error
         with self._lock:
             self._producer, self._connect = connect.producer, None
-        self.clients_built += 1
         if self._on_new_client is not None:
             self._on_new_client()
         return self._producer
