@@ -127,12 +127,12 @@ class BatchWorker:
         )
         # Replay retries until it succeeds or the worker stops; while it backs off, new records
         # keep moving from the queue to the spill.
-        self._replay_failed = False
+        # While closing, replay goes on until the stop deadline (close_timeout_ms): a broker
+        # that has just come back is often still being connected to at that moment, and
+        # giving up early would leave records on disk that this process could have sent.
         self._replay_retrying = Retrying(
             retry=retry,
-            # While stopping, one failed attempt is enough: the records are safe on disk, and
-            # the process should not wait out close_timeout_ms for a broker that is down.
-            stop=_StopAtDeadline(lambda: self._past_deadline() or self._stopping.is_set()),
+            stop=_StopAtDeadline(self._past_deadline),
             wait=backoff,
             sleep=self._sleep_spilling,
             before_sleep=self._count_retry,
@@ -191,7 +191,7 @@ class BatchWorker:
             while True:
                 self._maybe_adopt()
                 if self._spill is not None and self._spill.has_pending():
-                    if self._stopping.is_set() and (self._past_deadline() or self._replay_failed):
+                    if self._stopping.is_set() and self._past_deadline():
                         break  # what is spilled stays on disk for the next process
                     self._spill_queued()
                     self._replay()
@@ -354,9 +354,8 @@ class BatchWorker:
 
         try:
             self._replay_retrying(attempt)
-            self._replay_failed = False
         except TransportError:
-            self._replay_failed = True  # stopping: the rest stays on disk
+            pass  # past the stop deadline: the rest stays on disk for the next process
         except Exception:
             log.exception("replaying spilled records failed; they stay on disk")
             self._abort.wait(self._config.retry_backoff_max_ms / 1000)

@@ -50,6 +50,7 @@ def main() -> int:
         sys.stdin.readline()
     handler.close()
     stats = handler.stats()
+    print(f"last_error {stats['last_error']} retries {stats['retries']}", file=sys.stderr)
     print(f"stats {stats['delivered']} {stats['replayed']} {stats['spill_pending_records']}",
           flush=True)
     return 0
