@@ -237,7 +237,8 @@ class KafkaHandler(logging.Handler):
             if self._worker is not dead or self._closed:
                 return
             worker = self._new_worker()
-            for counter in ("delivered", "failed", "dead_lettered", "retries", "batches"):
+            for counter in ("delivered", "failed", "dead_lettered", "retries", "batches",
+                            "batch_sizes", "send_latencies"):
                 setattr(worker, counter, getattr(dead, counter))
             self._worker = worker
             self._revived += 1
@@ -329,7 +330,10 @@ class KafkaHandler(logging.Handler):
         """Counters since the handler was built (or since fork, in a child process).
 
         Keys: ``enqueued``, ``delivered``, ``failed``, ``dropped``, ``spilled``, ``replayed``,
-        ``queue_depth``, ``queue_bytes``, and more detailed ones.
+        ``queue_depth``, ``queue_bytes``, and more detailed ones. ``batch_size`` and
+        ``send_latency_s`` are distributions over the requests sent to Kafka (one observation
+        per request): ``bounds``, ``counts`` per bucket (the last one above every bound),
+        ``count`` and ``sum``.
         """
         q = self._queue.counters()
         w = self._worker.counters()
@@ -359,6 +363,8 @@ class KafkaHandler(logging.Handler):
             "retries": w["retries"],
             "batches": w["batches"],
             "last_error": w["last_error"],
+            "batch_size": w["batch_size"],
+            "send_latency_s": w["send_latency_s"],
             "overflowed_to_spill": q["overflowed"],
             **s,
         }
@@ -413,6 +419,11 @@ def _key_function(key: Any) -> Callable[[logging.LogRecord], bytes | None] | Non
 
 _LIVE: weakref.WeakSet[KafkaHandler] = weakref.WeakSet()
 _DRAINING: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
+
+
+def live_handlers() -> list[KafkaHandler]:
+    """Every KafkaHandler of this process that is not closed (used by :mod:`kafkalog.metrics`)."""
+    return list(_LIVE)
 
 
 def _finish(worker: BatchWorker, timeout_s: float) -> None:

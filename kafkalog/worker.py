@@ -12,6 +12,7 @@ spill is replayed oldest first, so the order of records survives an outage.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,6 +43,39 @@ MAX_BATCH_BYTES = 16 * 1024 * 1024
 IDLE_WAIT_S = 1.0
 # How often a worker with a spill store looks for segments of dead writers to adopt.
 ADOPT_INTERVAL_S = 30.0
+# Bucket upper bounds of the per-request distributions (records per request, seconds per
+# request). Fixed, so that every process reports the same buckets to a metrics system.
+BATCH_SIZE_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10000, MAX_BATCH_RECORDS)
+SEND_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Distribution:
+    """Counts of observed values per bucket, plus their sum: the data of a histogram.
+
+    Recorded once per request to Kafka (never per record), read by ``stats()`` and
+    :mod:`kafkalog.metrics` from other threads.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last bucket: above every bound
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe(self, value: float) -> None:
+        """Count ``value`` in the first bucket whose bound is >= it."""
+        index = bisect.bisect_left(self.bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+
+    def snapshot(self) -> dict[str, Any]:
+        """``bounds``, ``counts`` (per bucket, not cumulative; one more than bounds: the
+        overflow bucket), ``count`` and ``sum``; JSON-serialisable."""
+        with self._lock:
+            counts = list(self._counts)
+            total = self._sum
+        return {"bounds": list(self.bounds), "counts": counts, "count": sum(counts), "sum": total}
 
 
 class _StopAtDeadline(stop_base):
@@ -108,6 +142,8 @@ class BatchWorker:
         self.retries = 0
         self.batches = 0
         self.last_error: str | None = None
+        self.batch_sizes = Distribution(BATCH_SIZE_BUCKETS)
+        self.send_latencies = Distribution(SEND_LATENCY_BUCKETS_S)
         in_memory_s = self._delivery_timeout_s
         if spill is not None:
             in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
@@ -393,7 +429,10 @@ class BatchWorker:
         type, so a refusal of a record that shared a batch with the culprit proves nothing.
         The transport starts a new client after any failure, so each re-send here is clean.
         """
+        started = self._clock()
         results = self._transport.send(records, timeout_s)
+        self.send_latencies.observe(self._clock() - started)
+        self.batch_sizes.observe(len(records))
         for i, err in enumerate(results):
             if err is not None and not err.retriable:
                 results[i] = self._transport.send([records[i]], self._request_timeout_s)[0]
@@ -454,4 +493,6 @@ class BatchWorker:
             "retries": self.retries,
             "batches": self.batches,
             "last_error": self.last_error,
+            "batch_size": self.batch_sizes.snapshot(),
+            "send_latency_s": self.send_latencies.snapshot(),
         }
