@@ -378,8 +378,15 @@ class KafkaBroker:
         jars: str | os.PathLike[str] | None = None,
         heap_max: str = "512m",
         heap_min: str = "256m",
+        proxy_port: int | None = None,
     ) -> None:
-        """Describe a node; nothing is written or started until :meth:`start`."""
+        """Describe a node; nothing is written or started until :meth:`start`.
+
+        With ``proxy_port``, the node has a second PLAINTEXT listener, ``EXTERNAL`` on
+        :attr:`external_port`, that advertises ``127.0.0.1:proxy_port``: a client that
+        bootstraps through a proxy on that port is sent back to the proxy for every
+        connection, while :attr:`bootstrap` stays direct.
+        """
         self._owns_work_dir = work_dir is None
         self.work_dir = Path(
             work_dir if work_dir is not None else tempfile.mkdtemp(prefix="kafkalog-broker-")
@@ -395,6 +402,8 @@ class KafkaBroker:
         self._jars = Path(jars) if jars is not None else None
         self.heap_max = heap_max
         self.heap_min = heap_min
+        self.proxy_port = proxy_port
+        self.external_port = _free_port() if proxy_port is not None else None
         self.data_dir = self.work_dir / "data"
         self.properties_file = self.work_dir / "server.properties"
         self.log4j_file = self.work_dir / "log4j2.properties"
@@ -479,6 +488,14 @@ class KafkaBroker:
             props["controller.quorum.voters"] = self.quorum_voters
         else:
             props["controller.quorum.bootstrap.servers"] = self.controller_endpoint
+        if self.proxy_port is not None:
+            props["listeners"] = f"{props['listeners']},EXTERNAL://{HOST}:{self.external_port}"
+            props["advertised.listeners"] = (
+                f"{props['advertised.listeners']},EXTERNAL://{HOST}:{self.proxy_port}"
+            )
+            props["listener.security.protocol.map"] = (
+                f"{props['listener.security.protocol.map']},EXTERNAL:PLAINTEXT"
+            )
         props.update(self.extra_config)
         return {k: _prop_value(v) for k, v in props.items()}
 
