@@ -22,6 +22,7 @@ import orjson
 import platformdirs
 
 from kafkalog.errors import ConfigError
+from kafkalog.redaction import DEFAULT_REDACT_KEYS, key_words
 
 KeyFunc = Callable[[logging.LogRecord], str | bytes | None]
 
@@ -78,6 +79,8 @@ class HandlerConfig:
     # Record layout.
     schema: str = "default"
     static_fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Keys whose values are masked in extras, bound context and static fields; () turns it off.
+    redact_keys: tuple[str, ...] = DEFAULT_REDACT_KEYS
     # The spill store: records Kafka can not take yet, on local disk. ``spill_dir=None``
     # disables it; the default is a per-application directory chosen with platformdirs.
     spill_dir: str | None = AUTO_SPILL_DIR
@@ -143,6 +146,8 @@ class HandlerConfig:
             values["schema"] = _choice("schema", o.pop("schema"), SCHEMAS)
         if "static_fields" in o:
             values["static_fields"] = _mapping("static_fields", o.pop("static_fields"))
+        if "redact_keys" in o:
+            values["redact_keys"] = _redact_keys(o.pop("redact_keys"))
         if "spill_dir" in o:
             values["spill_dir"] = _spill_dir(o.pop("spill_dir"))
         if "app_name" in o:
@@ -342,6 +347,34 @@ def _level(name: str, value: Any) -> int | None:
         if isinstance(level, int):
             return level
     raise ConfigError(name, f"must be a level name such as 'CRITICAL' or a number, got {value!r}")
+
+
+def _redact_keys(value: Any) -> tuple[str, ...]:
+    """None/""/"none"/"off"/[] turn redaction off; a string is a comma-separated list."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "none", "off"):
+            return ()
+        items: list[Any] = value.split(",")
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        raise ConfigError(
+            "redact_keys", f"must be a list of key names or a comma-separated string, got {value!r}"
+        )
+    keys: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError("redact_keys", f"entries must be strings, got {item!r}")
+        text = item.strip()
+        if not text and isinstance(value, str):
+            continue  # "password, token," - a trailing comma
+        if not key_words(text):
+            raise ConfigError("redact_keys", f"{item!r} has no letters or digits")
+        if text not in keys:
+            keys.append(text)
+    return tuple(keys)
 
 
 def _mapping(name: str, value: Any) -> Mapping[str, Any]:

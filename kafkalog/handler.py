@@ -99,6 +99,7 @@ class KafkaHandler(logging.Handler):
                 schema=config.schema,
                 static_fields=config.static_fields,
                 max_bytes=self._max_value_bytes(),
+                redact_keys=config.redact_keys,
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError("static_fields", str(exc)) from None
