@@ -6,6 +6,7 @@ Add :class:`KafkaHandler` to your logging configuration::
                            "bootstrap_servers": "k1:9092,k2:9092", "key": "uid"}}
 """
 
+from kafkalog import context
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError, KafkalogError, SpillError, TransportError
 from kafkalog.formatter import JsonFormatter
@@ -22,4 +23,5 @@ __all__ = [
     "SpillError",
     "TransportError",
     "__version__",
+    "context",
 ]

@@ -18,8 +18,9 @@ import logging
 import math
 import os
 import socket
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
@@ -27,7 +28,8 @@ from uuid import UUID
 
 import orjson
 
-from kafkalog.redaction import DEFAULT_REDACT_KEYS, Redactor
+from kafkalog.context import fields_get as _bound_fields
+from kafkalog.context import trace_ids as _trace_ids
 
 __all__ = ["JsonFormatter", "new_record_id"]
 
@@ -90,11 +92,18 @@ _DEFAULT_CORE: Final = frozenset(
         "exception",
         "stack",
         "truncated",
+        "trace_id",
+        "span_id",
     }
 )
 _ECS_CORE: Final = frozenset(
-    {"@timestamp", "message", "log", "process", "host", "event", "ecs", "error", "truncated"}
+    {"@timestamp", "message", "log", "process", "host", "event", "ecs", "error", "truncated",
+     "trace", "span"}
 )
+
+# kafkalog never imports OpenTelemetry; a span can only be active if the application did.
+_modules: Final = sys.modules
+_OTEL_TRACE: Final = "opentelemetry.trace"
 
 # Fields shrunk (in this order) when a record exceeds max_bytes, before any
 # extra is touched.  Paths into the record dict.
@@ -395,12 +404,6 @@ class JsonFormatter(logging.Formatter):
             non-string keys raise :class:`TypeError`.
         max_bytes: if set, :meth:`encode` keeps its output within this many
             bytes whenever possible (see :meth:`encode`).
-        redact_keys: key names whose values are replaced by ``"[REDACTED]"``
-            at any depth in extras, bound context and static fields
-            (matching rules: :mod:`kafkalog.redaction`).  Defaults to
-            :data:`~kafkalog.redaction.DEFAULT_REDACT_KEYS`; ``None`` or an
-            empty list turns redaction off.  The message text, exception
-            text and values written as their ``repr`` are not searched.
 
     Default schema, in order: ``@timestamp`` (RFC 3339 UTC, microseconds,
     ``Z``), ``level``, ``logger``, ``message``, ``module``, ``function``,
@@ -431,7 +434,6 @@ class JsonFormatter(logging.Formatter):
         schema: str = "default",
         static_fields: Mapping[str, Any] | None = None,
         max_bytes: int | None = None,
-        redact_keys: Iterable[str] | None = DEFAULT_REDACT_KEYS,
     ) -> None:
         super().__init__()
         if schema not in _SCHEMAS:
@@ -443,12 +445,6 @@ class JsonFormatter(logging.Formatter):
         # racing on it always read a consistent pair.
         self._ts_cache: tuple[int, str] = (-(2**63), "")
         self._static, self._service = self._prepare_static(static_fields)
-        keys = tuple(redact_keys or ())
-        self._redact: Redactor | None = Redactor(keys) if keys else None
-        if self._redact is not None:
-            self._static = self._redact.fields(self._static)
-            if self._service is not None:
-                self._service = self._redact.fields(self._service)
         core = _ECS_CORE if self._ecs else _DEFAULT_CORE
         reserved = set(core) | set(self._static)
         if self._service is not None:
@@ -606,11 +602,22 @@ class JsonFormatter(logging.Formatter):
                 "host": _host,
                 "id": rid,
             }
+        if _OTEL_TRACE in _modules:
+            ids = _trace_ids()
+            if ids is not None:
+                if self._ecs:
+                    d["trace"] = {"id": ids[0]}
+                    d["span"] = {"id": ids[1]}
+                else:
+                    d["trace_id"], d["span_id"] = ids
         if self._static:
             d.update(self._static)
         recheck = False
         if not _no_extras(rd):
             recheck = self._add_extras(d, rd)
+        bound = _bound_fields()  # kafkalog.context; the no-context cost is this get and a test
+        if bound:
+            recheck = self._add_bound(d, bound) or recheck
         if record.exc_info:
             parts = self._exception(record)
             if parts is not None:
@@ -629,7 +636,6 @@ class JsonFormatter(logging.Formatter):
 
     def _add_extras(self, d: dict[str, Any], rd: dict[str, Any]) -> bool:
         reserved = self._reserved
-        redact = self._redact
         recheck = False
         for key, value in rd.items():
             if key in _STD_ATTRS:
@@ -638,13 +644,37 @@ class JsonFormatter(logging.Formatter):
             # Never overwrite a core/static field or an earlier extra.
             while name in reserved or name in d:
                 name = "extra_" + name
-            # The recheck below looks at the original value: masking only removes inf/NaN.
-            d[name] = value if redact is None else redact.field(key, value)
+            d[name] = value
             t = type(value)
             if t not in _SIMPLE_TYPES and not recheck:
                 # Finite floats are safe; anything else may hide an inf/NaN
                 # that orjson would silently write as null.
                 recheck = t is not float or value - value != 0.0
+        return recheck
+
+    def _add_bound(self, d: dict[str, Any], bound: dict[str, Any]) -> bool:
+        """Add the fields bound with :mod:`kafkalog.context`, after the extras.
+
+        They lose every clash: a name held by a core, static or extra field keeps its value,
+        and the bound one is written as ``extra_<name>`` - unless it equals what is already
+        there (say, the same request id bound and passed as an extra), which is not repeated.
+        """
+        reserved = self._reserved
+        recheck = False
+        for key, value in bound.items():
+            name = key
+            if name in d:
+                try:
+                    if d[name] is value or bool(d[name] == value):
+                        continue
+                except Exception:  # a user's __eq__ may raise: keep both then
+                    pass
+            while name in reserved or name in d:
+                name = "extra_" + name
+            d[name] = value
+            t = type(value)
+            if t not in _SIMPLE_TYPES and not recheck:
+                recheck = t is not float or value - value != 0.0  # same rule as _add_extras
         return recheck
 
     # ----------------------------------------------------------------- public API
