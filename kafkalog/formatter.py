@@ -20,7 +20,7 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Final
@@ -30,6 +30,7 @@ import orjson
 
 from kafkalog.context import fields_get as _bound_fields
 from kafkalog.context import trace_ids as _trace_ids
+from kafkalog.redaction import DEFAULT_REDACT_KEYS, Redactor
 
 __all__ = ["JsonFormatter", "new_record_id"]
 
@@ -404,6 +405,12 @@ class JsonFormatter(logging.Formatter):
             non-string keys raise :class:`TypeError`.
         max_bytes: if set, :meth:`encode` keeps its output within this many
             bytes whenever possible (see :meth:`encode`).
+        redact_keys: key names whose values are replaced by ``"[REDACTED]"``
+            at any depth in extras, bound context and static fields
+            (matching rules: :mod:`kafkalog.redaction`).  Defaults to
+            :data:`~kafkalog.redaction.DEFAULT_REDACT_KEYS`; ``None`` or an
+            empty list turns redaction off.  The message text, exception
+            text and values written as their ``repr`` are not searched.
 
     Default schema, in order: ``@timestamp`` (RFC 3339 UTC, microseconds,
     ``Z``), ``level``, ``logger``, ``message``, ``module``, ``function``,
@@ -434,6 +441,7 @@ class JsonFormatter(logging.Formatter):
         schema: str = "default",
         static_fields: Mapping[str, Any] | None = None,
         max_bytes: int | None = None,
+        redact_keys: Iterable[str] | None = DEFAULT_REDACT_KEYS,
     ) -> None:
         super().__init__()
         if schema not in _SCHEMAS:
@@ -445,6 +453,12 @@ class JsonFormatter(logging.Formatter):
         # racing on it always read a consistent pair.
         self._ts_cache: tuple[int, str] = (-(2**63), "")
         self._static, self._service = self._prepare_static(static_fields)
+        keys = tuple(redact_keys or ())
+        self._redact: Redactor | None = Redactor(keys) if keys else None
+        if self._redact is not None:
+            self._static = self._redact.fields(self._static)
+            if self._service is not None:
+                self._service = self._redact.fields(self._service)
         core = _ECS_CORE if self._ecs else _DEFAULT_CORE
         reserved = set(core) | set(self._static)
         if self._service is not None:
@@ -636,6 +650,7 @@ class JsonFormatter(logging.Formatter):
 
     def _add_extras(self, d: dict[str, Any], rd: dict[str, Any]) -> bool:
         reserved = self._reserved
+        redact = self._redact
         recheck = False
         for key, value in rd.items():
             if key in _STD_ATTRS:
@@ -644,7 +659,8 @@ class JsonFormatter(logging.Formatter):
             # Never overwrite a core/static field or an earlier extra.
             while name in reserved or name in d:
                 name = "extra_" + name
-            d[name] = value
+            # The recheck below looks at the original value: masking only removes inf/NaN.
+            d[name] = value if redact is None else redact.field(key, value)
             t = type(value)
             if t not in _SIMPLE_TYPES and not recheck:
                 # Finite floats are safe; anything else may hide an inf/NaN
@@ -660,8 +676,12 @@ class JsonFormatter(logging.Formatter):
         there (say, the same request id bound and passed as an extra), which is not repeated.
         """
         reserved = self._reserved
+        redact = self._redact
         recheck = False
-        for key, value in bound.items():
+        for key, raw in bound.items():
+            # Masked before the comparison, so a secret both bound and passed as an extra
+            # compares equal to the masked extra and is written once.
+            value = raw if redact is None else redact.field(key, raw)
             name = key
             if name in d:
                 try:
