@@ -1,20 +1,33 @@
-"""The ``kafkalog`` command: inspect a spill directory and drain it into Kafka.
+"""The ``kafkalog`` command: read log topics, check a cluster, inspect and drain spill dirs.
 
+``kafkalog tail --topic T`` prints the records of a topic (colour by level on a terminal, JSON
+lines otherwise), optionally following it, filtering and committing a consumer group's offsets;
+``kafkalog check --topic T`` tests DNS, TCP, TLS/SASL, the topic and a round trip, with a
+distinct exit code per failure;
 ``kafkalog spill-info DIR`` lists segments, records, bytes, time range and corruption;
 ``kafkalog replay --spill-dir DIR --bootstrap-servers ...`` sends the spilled records of dead
 writers (never those of a live process) and deletes each segment once Kafka acknowledged it.
+
+No Kafka client is imported here: the consumer and the probes live in :mod:`kafkalog.transport`.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import datetime as dt
 import fcntl
+import logging
 import os
+import re
+import signal
 import sys
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import IO, Any
 
 import orjson
 from rich.console import Console
@@ -25,7 +38,9 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.syntax import Syntax
 from rich.table import Table
+from rich.text import Text
 
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError
@@ -36,12 +51,46 @@ from kafkalog.spill import (
     iter_segments,
     read_segment,
 )
-from kafkalog.transport import KafkaPythonTransport
+from kafkalog.transport import (
+    ClusterProbe,
+    ConsumedRecord,
+    KafkaPythonTransport,
+    ProbeError,
+    StartAt,
+    TopicMissingError,
+    TopicReader,
+    connection_problem,
+)
 
 EXIT_OK = 0
 EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
+EXIT_UNREACHABLE = 3  # no answer in time (check, tail), or Kafka down (replay)
 EXIT_PARTIAL = 4
+EXIT_DNS = 5
+EXIT_REFUSED = 6
+EXIT_TLS = 7
+EXIT_SASL = 8
+EXIT_NOT_KAFKA = 9
+EXIT_TOPIC_MISSING = 10
+EXIT_AUTO_CREATE_DISABLED = 11
+EXIT_TOPIC_UNHEALTHY = 12
+EXIT_ROUND_TRIP = 13
+EXIT_INTERRUPTED = 130
+
+#: ``kafkalog check`` (and ``tail``) exit codes by kind of problem (transport.PROBE_KINDS).
+PROBLEM_EXIT_CODES: Mapping[str, int] = {
+    "dns": EXIT_DNS,
+    "refused": EXIT_REFUSED,
+    "unreachable": EXIT_UNREACHABLE,
+    "tls": EXIT_TLS,
+    "sasl": EXIT_SASL,
+    "kafka": EXIT_NOT_KAFKA,
+    "topic_missing": EXIT_TOPIC_MISSING,
+    "auto_create_disabled": EXIT_AUTO_CREATE_DISABLED,
+    "topic_unhealthy": EXIT_TOPIC_UNHEALTHY,
+    "round_trip": EXIT_ROUND_TRIP,
+}
+DEFAULT_BOOTSTRAP = "localhost:9092"
 
 
 def _writer_alive(directory: Path, writer: str) -> bool:
@@ -249,12 +298,510 @@ def _drain(
             return EXIT_UNREACHABLE if store.replayed == 0 else EXIT_PARTIAL
 
 
+# -- tail ------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration back from ``now`` (``90s``, ``10m``, ``1h30m``, ``2d``) or an
+    ISO 8601 time (``2026-03-01T12:00:00Z``; no zone means UTC). Returns epoch seconds."""
+    value = text.strip()
+    compact = value.replace(" ", "").lower()
+    if _DURATIONS.fullmatch(compact):
+        seconds = sum(float(n) * _UNIT_S[u] for n, u in _DURATION.findall(compact))
+        return (time.time() if now is None else now) - seconds
+    try:
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"not a duration (10m, 1h30m, 2d) or an ISO 8601 time: {text!r}"
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+def level_number(name: str) -> int | None:
+    """The numeric level of a level name (any case; ``WARN`` and ``FATAL`` too), or None."""
+    number = logging.getLevelName(name.strip().upper())
+    return number if isinstance(number, int) else None
+
+
+# Fields of the default schema that the pretty printer shows in their own place.
+_SHOWN_FIELDS = frozenset({
+    "@timestamp", "level", "logger", "message", "module", "function", "line", "process",
+    "thread_name", "host", "id", "exception", "stack", "truncated",
+})
+# ECS objects, left out when they are objects (a default-schema static field may share a name).
+_ECS_OBJECTS = frozenset({"log", "event", "ecs", "error", "process", "host", "service"})
+
+
+class LogLine:
+    """A consumed record seen as a log record: JSON fields of either schema, or plain text."""
+
+    def __init__(self, record: ConsumedRecord) -> None:
+        self.record = record
+        self.text = record.value.decode("utf-8", "replace")
+        try:
+            decoded = orjson.loads(record.value)
+        except orjson.JSONDecodeError:
+            decoded = None
+        self.fields: dict[str, Any] | None = decoded if isinstance(decoded, dict) else None
+
+    def _get(self, *paths: str) -> Any:
+        """The first of the dotted ``paths`` present (nested objects or flat dotted keys)."""
+        fields = self.fields
+        if fields is None:
+            return None
+        for path in paths:
+            if path in fields:
+                return fields[path]
+            node: Any = fields
+            for part in path.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                return node
+        return None
+
+    @property
+    def level(self) -> str | None:
+        """Level name, upper case."""
+        value = self._get("level", "log.level")
+        return str(value).upper() if value is not None else None
+
+    @property
+    def logger(self) -> str | None:
+        """Logger name."""
+        value = self._get("logger", "log.logger")
+        return str(value) if value is not None else None
+
+    @property
+    def message(self) -> str:
+        """The message, or the whole text of a record that is not a JSON object."""
+        if self.fields is None:
+            return self.text
+        value = self._get("message")
+        return "" if value is None else str(value)
+
+    @property
+    def timestamp(self) -> str:
+        """The record's ``@timestamp``, else Kafka's timestamp, as ``YYYY-MM-DD HH:MM:SS.mmm``."""
+        value = self._get("@timestamp")
+        if isinstance(value, str) and len(value) >= 19:
+            return value[:23].replace("T", " ")
+        stamp = dt.datetime.fromtimestamp(self.record.timestamp_ms / 1000, dt.timezone.utc)
+        return stamp.strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+
+    @property
+    def record_id(self) -> str | None:
+        """The record's ``id`` (``event.id`` under ECS)."""
+        value = self._get("id", "event.id")
+        return str(value) if value is not None else None
+
+    @property
+    def traceback(self) -> str | None:
+        """The exception's formatted traceback, if the record carries one."""
+        value = self._get("exception.stacktrace", "error.stack_trace")
+        return str(value) if value else None
+
+    def extras(self) -> dict[str, Any]:
+        """Top-level fields the pretty printer does not show in a place of their own."""
+        if self.fields is None:
+            return {}
+        return {
+            k: v
+            for k, v in self.fields.items()
+            if k not in _SHOWN_FIELDS and not (k in _ECS_OBJECTS and isinstance(v, dict))
+        }
+
+
+class RecordFilter:
+    """``--level``, ``--logger`` and ``--grep``: which records ``tail`` prints."""
+
+    def __init__(
+        self,
+        *,
+        min_level: int | None = None,
+        logger: str | None = None,
+        pattern: re.Pattern[str] | None = None,
+    ) -> None:
+        self.min_level = min_level
+        self.logger = logger
+        self.pattern = pattern
+
+    def matches(self, line: LogLine) -> bool:
+        """True if ``line`` passes every filter given.
+
+        A level filter lets through only records with a level at least that high (records
+        with no known level are left out); a logger filter, records of that logger and its
+        children (``app`` matches ``app`` and ``app.db``, not ``application``); a pattern,
+        records whose message or traceback it finds (the whole text if not JSON).
+        """
+        if self.min_level is not None:
+            number = level_number(line.level) if line.level else None
+            if number is None or number < self.min_level:
+                return False
+        if self.logger is not None:
+            name = line.logger
+            if name is None or not (name == self.logger or name.startswith(self.logger + ".")):
+                return False
+        if self.pattern is not None:
+            haystack = line.message + "\n" + (line.traceback or "")
+            if not self.pattern.search(haystack):
+                return False
+        return True
+
+
+class DedupeWindow:
+    """Remembers the last ``size`` record ids seen; older ones are forgotten (bounded memory)."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("the dedupe window must hold at least one id")
+        self.size = size
+        self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.dropped = 0
+
+    def first_time(self, record_id: str | None) -> bool:
+        """True if ``record_id`` was not seen within the window (None: always True)."""
+        if record_id is None:
+            return True
+        if record_id in self._seen:
+            self._seen.move_to_end(record_id)
+            self.dropped += 1
+            return False
+        self._seen[record_id] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+LEVEL_STYLES: Mapping[str, str] = {
+    "DEBUG": "dim",
+    "INFO": "green",
+    "WARNING": "yellow",
+    "WARN": "yellow",
+    "ERROR": "bold red",
+    "CRITICAL": "bold white on red",
+    "FATAL": "bold white on red",
+}
+
+
+def render(line: LogLine) -> Iterator[Text | Syntax]:
+    """The rich renderables of one record: a line, then its traceback if it has one."""
+    if line.fields is None:
+        yield Text(line.text)
+        return
+    level = line.level or "-"
+    out = Text()
+    out.append(line.timestamp, style="dim")
+    out.append(" ")
+    out.append(f"{level:<8}", style=LEVEL_STYLES.get(level, "bold"))
+    out.append(" ")
+    out.append(line.logger or "-", style="cyan")
+    out.append(" ")
+    out.append(line.message)
+    for key, value in line.extras().items():
+        shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+        out.append(f" {key}=", style="dim")
+        out.append(shown, style="dim")
+    yield out
+    traceback = line.traceback
+    if traceback:
+        yield Syntax(traceback.rstrip("\n"), "pytb", theme="ansi_dark", background_color="default")
+
+
+class TailPrinter:
+    """Writes records as ``tail`` shows them: raw JSON lines, or pretty with colour."""
+
+    def __init__(self, *, pretty: bool, console: Console, raw: IO[bytes]) -> None:
+        self.pretty = pretty
+        self._console = console
+        self._raw = raw
+
+    def write(self, line: LogLine) -> None:
+        """Write one record."""
+        if self.pretty:
+            for renderable in render(line):
+                self._console.print(renderable, soft_wrap=True, highlight=False)
+        else:
+            value = line.record.value
+            self._raw.write(value if value.endswith(b"\n") else value + b"\n")
+
+    def flush(self) -> None:
+        """Push what was written out (before offsets are committed)."""
+        if not self.pretty:
+            self._raw.flush()
+        self._console.file.flush()
+
+
+def client_config(args: argparse.Namespace) -> dict[str, Any]:
+    """Extra kafka-python client settings from the command line (security options go here)."""
+    return {}
+
+
+def _servers(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _start_at(args: argparse.Namespace) -> StartAt:
+    since_ms = int(parse_since(args.since) * 1000) if args.since else None
+    return StartAt(beginning=args.from_beginning, since_ms=since_ms, last=args.lines)
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
+    try:
+        start = _start_at(args)
+        pattern = re.compile(args.grep) if args.grep else None
+        min_level = level_number(args.level) if args.level else None
+        if args.level and min_level is None:
+            raise ValueError(f"unknown level {args.level!r}")
+        window = DedupeWindow(args.dedupe_window) if args.dedupe else None
+    except (ValueError, re.error) as exc:
+        err.print(f"[red]kafkalog tail: {exc}[/red]")
+        return EXIT_USAGE
+    selector = RecordFilter(min_level=min_level, logger=args.logger, pattern=pattern)
+    out = Console(highlight=False)
+    pretty = not args.json and out.is_terminal
+    printer = TailPrinter(pretty=pretty, console=out, raw=sys.stdout.buffer)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # exit as cleanly as on Ctrl-C
+    reader: TopicReader | None = None
+    printed: dict[int, int] = {}  # partition -> offset after the last record handled
+    try:
+        try:
+            reader = TopicReader(
+                _servers(args.bootstrap_servers),
+                args.topic,
+                group=args.group,
+                start=start,
+                client_config=client_config(args),
+                timeout_s=args.timeout,
+            )
+        except TopicMissingError as exc:
+            err.print(f"[red]kafkalog tail: {exc}[/red]")
+            return EXIT_TOPIC_MISSING
+        except Exception as exc:
+            kind = connection_problem(exc)  # "kafka": kafka-python gave up without a cause
+            err.print(f"[red]kafkalog tail: cannot read {args.topic!r} from "
+                      f"{args.bootstrap_servers}: {exc}[/red]\n"
+                      "run `kafkalog check` for a diagnosis")
+            return EXIT_UNREACHABLE if kind == "kafka" else PROBLEM_EXIT_CODES[kind]
+        return _tail_loop(args, reader, printer, selector=selector, window=window,
+                          printed=printed)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of our output went away (`| head`): stop quietly, and keep Python from
+        # complaining when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_OK
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if reader is not None:
+            try:
+                reader.commit(printed)  # what was printed before an interrupt, if anything
+            except Exception:
+                err.print("[yellow]could not commit the last offsets; those records will be "
+                          "printed again next time[/yellow]")
+            reader.close()
+
+
+def _tail_loop(
+    args: argparse.Namespace,
+    reader: TopicReader,
+    printer: TailPrinter,
+    *,
+    selector: RecordFilter,
+    window: DedupeWindow | None,
+    printed: dict[int, int],
+) -> int:
+    deadline = None if args.follow else time.monotonic() + args.timeout
+    while True:
+        if not args.follow and reader.caught_up():
+            return EXIT_OK
+        if deadline is not None and time.monotonic() >= deadline:
+            return EXIT_UNREACHABLE  # could not read up to the end in time
+        records = reader.poll(0.5)
+        for record in records:
+            line = LogLine(record)
+            if selector.matches(line) and (window is None or window.first_time(line.record_id)):
+                printer.write(line)
+            printed[record.partition] = record.offset + 1
+        if records:
+            printer.flush()
+            reader.commit(printed)  # after printing: at-least-once
+            printed.clear()
+
+
+# -- check -----------------------------------------------------------------------------------------
+
+
+def _check_record(nonce: str) -> bytes:
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return orjson.dumps({
+        "@timestamp": now,
+        "level": "INFO",
+        "logger": "kafkalog.check",
+        "message": f"kafkalog check round trip {nonce}",
+        "id": f"check-{nonce}",
+    })
+
+
+def _cmd_check(args: argparse.Namespace, out: Console) -> int:
+    servers = _servers(args.bootstrap_servers)
+    probe = ClusterProbe(servers, client_config=client_config(args), timeout_s=args.timeout)
+
+    def ok(text: str) -> None:
+        out.print(f"[green]ok[/green]   {text}")
+
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("resolve", lambda: "resolved " + ", ".join(
+            f"{server} -> {' '.join(addrs)}" for server, addrs in probe.resolve().items())),
+        ("connect", lambda: "TCP connection to " + ", ".join(probe.reach())),
+        ("kafka", lambda: _describe_cluster(probe.connect())),
+        ("topic", lambda: _describe_topic(args.topic, probe)),
+    ]
+    if not args.no_round_trip:
+        steps.append(("round trip", lambda: _describe_round_trip(args.topic, probe)))
+    try:
+        for name, step in steps:
+            try:
+                ok(step())
+            except ProbeError as exc:
+                out.print(f"[red]FAIL[/red] {name}: {exc} [dim]({exc.kind})[/dim]")
+                hint = _HINTS.get(exc.kind)
+                if hint:
+                    out.print(f"     {hint}")
+                return PROBLEM_EXIT_CODES.get(exc.kind, EXIT_UNREACHABLE)
+    finally:
+        probe.close()
+    out.print(f"[green]kafkalog can log to {args.topic!r} on {args.bootstrap_servers}[/green]")
+    return EXIT_OK
+
+
+def _describe_cluster(info: Mapping[str, Any]) -> str:
+    brokers = info.get("brokers") or []
+    return f"Kafka cluster {info.get('cluster_id')} with {len(brokers)} broker(s)"
+
+
+def _describe_topic(topic: str, probe: ClusterProbe) -> str:
+    found = probe.topic(topic)
+    if found.leaderless:
+        raise ProbeError("topic_unhealthy", f"topic {topic!r}: partitions "
+                         f"{list(found.leaderless)} have no leader")
+    return f"topic {topic!r} has {found.partitions} partition(s), each with a leader"
+
+
+def _describe_round_trip(topic: str, probe: ClusterProbe) -> str:
+    nonce = uuid.uuid4().hex[:16]
+    partition, offset, seconds = probe.round_trip(topic, _check_record(nonce))
+    return (f"wrote a test record to partition {partition} at offset {offset} and read it back "
+            f"in {seconds * 1000:.0f} ms")
+
+
+_HINTS: Mapping[str, str] = {
+    "dns": "Check the host names in --bootstrap-servers (and the DNS of this machine).",
+    "refused": "Nothing listens there: is Kafka running, and is this its client port?",
+    "unreachable": "No answer in time: a firewall, a wrong address, or a very slow network.",
+    "tls": "The TLS handshake failed: check the CA file, the client certificate and the host "
+           "name in the broker's certificate.",
+    "sasl": "Authentication failed: check the SASL mechanism, user name and password.",
+    "kafka": "Something answered, but not like a Kafka broker: is this the client listener "
+             "(not the controller's), and does the security protocol match it?",
+    "topic_missing": "Create the topic with the partitions and replication you want.",
+    "auto_create_disabled": "Create the topic first (kafka-topics.sh --create ...).",
+    "topic_unhealthy": "Look at the brokers hosting those partitions, or at the ACLs.",
+    "round_trip": "Kafka is reachable but did not take or return the record: look at "
+                  "min.insync.replicas, ACLs and quotas.",
+}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0: {text}")
+    return value
+
+
+def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers",
+        default=os.environ.get("KAFKALOG_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP),
+        help="host:port[,host:port...] (default: $KAFKALOG_BOOTSTRAP_SERVERS or "
+             f"{DEFAULT_BOOTSTRAP})",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``kafkalog`` command."""
     parser = argparse.ArgumentParser(
-        prog="kafkalog", description="Inspect kafkalog spill directories and drain them into Kafka."
+        prog="kafkalog",
+        description="Read kafkalog topics, check a Kafka setup, inspect and drain spill "
+                    "directories.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    tail = sub.add_parser(
+        "tail", help="print the records of a log topic",
+        description="Print the records of a topic: coloured by level on a terminal, JSON lines "
+                    "(unchanged) with --json or when the output is not a terminal.",
+    )
+    tail.add_argument("--topic", required=True)
+    _add_bootstrap(tail)
+    tail.add_argument("--group", help="join this consumer group; commit offsets after printing")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--from-beginning", action="store_true",
+                       help="start at the oldest record")
+    start.add_argument("--since", metavar="WHEN",
+                       help="start at records this old (10m, 1h30m, 2d) or this time (ISO 8601)")
+    start.add_argument("-n", "--lines", type=_positive_int, default=10,
+                       help="otherwise start this many records before the end of each "
+                            "partition (default 10)")
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help="keep printing new records until Ctrl-C")
+    tail.add_argument("--level", help="only records at this level or above (WARNING, ...)")
+    tail.add_argument("--logger", metavar="NAME",
+                      help="only records of this logger and its children")
+    tail.add_argument("--grep", metavar="REGEX",
+                      help="only records whose message or traceback matches")
+    tail.add_argument("--json", action="store_true",
+                      help="print the JSON values unchanged, one a line")
+    tail.add_argument("--dedupe", action="store_true",
+                      help="skip records whose id was already printed (within the window)")
+    tail.add_argument("--dedupe-window", type=_positive_int, default=100_000, metavar="IDS",
+                      help="how many recent ids --dedupe remembers (default 100000)")
+    tail.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS",
+                      help="give up connecting, or reading to the end without --follow, after "
+                           "this long (default 30)")
+    check = sub.add_parser(
+        "check", help="check that kafkalog can log to a topic",
+        description="Check DNS, the TCP connection, TLS/SASL, the topic and its partitions, and "
+                    "that a test record round-trips. Exit codes: 0 ok, 3 no answer in time, "
+                    "5 DNS, 6 connection refused, 7 TLS, 8 SASL, 9 not Kafka, 10 topic missing, "
+                    "11 topic missing and auto-create disabled, 12 partitions without a leader "
+                    "or access denied, 13 round trip failed.",
+    )
+    check.add_argument("--topic", required=True)
+    _add_bootstrap(check)
+    check.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
+                       help="time allowed for each step (default 10)")
+    check.add_argument("--no-round-trip", action="store_true",
+                       help="do not write a test record to the topic")
     info = sub.add_parser("spill-info", help="show the segments of a spill directory")
     info.add_argument("directory")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -273,8 +820,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kafkalog`` console script."""
     args = build_parser().parse_args(argv)
-    console = Console(stderr=args.command == "replay")
+    # kafka-python logs its connection troubles as warnings; the commands report them instead.
+    kafka_logger = logging.getLogger("kafka")
+    kafka_logger.addHandler(logging.NullHandler())
+    kafka_logger.propagate = False
+    if args.command == "tail":
+        return _cmd_tail(args, Console(stderr=True, soft_wrap=True))
+    console = Console(stderr=args.command == "replay", soft_wrap=args.command == "check")
     try:
+        if args.command == "check":
+            return _cmd_check(args, console)
         if args.command == "spill-info":
             return _cmd_spill_info(args, console)
         return _cmd_replay(args, console)

@@ -9,17 +9,24 @@ application, and it is thrown away and rebuilt after it fails.
 from __future__ import annotations
 
 import contextlib
+import logging
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import kafka
 import kafka.errors
+from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import log
-from kafkalog.errors import ConfigError, TransportError
+from kafkalog.errors import ConfigError, KafkalogError, TransportError
 
 # One record as the transport sees it: (value, key).
 OutRecord = tuple[bytes, "bytes | None"]
@@ -313,3 +320,457 @@ class _Connect:
         self._abandoned = True
         if self.done.is_set() and self.producer is not None:
             self.producer.close(timeout=0)
+
+# -- reading and probing a topic, for the ``kafkalog`` command (tail, check) ---------------------
+# Kept here so that kafka-python stays confined to this module; the handler never uses these.
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """One record read from Kafka."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class StartAt:
+    """Where reading starts in a partition the group has no committed offset for.
+
+    ``since_ms`` (a timestamp, ms since the epoch) wins over ``beginning``, which wins over
+    ``last`` (that many records before the end); with none of them, reading starts at the end.
+    """
+
+    beginning: bool = False
+    since_ms: int | None = None
+    last: int | None = None
+
+
+# How long a reader waits for a topic to show up in metadata before calling it missing.
+TOPIC_METADATA_WAIT_S = 3.0
+
+
+class TopicMissingError(KafkalogError):
+    """The topic does not exist (or has no partitions yet)."""
+
+
+class TopicReader:
+    """Reads every partition of a topic with ``kafka.KafkaConsumer``, for ``kafkalog tail``.
+
+    Without ``group`` it assigns itself every partition and never commits. With ``group`` it
+    joins that consumer group (subscribes) and starts where the group left off; partitions
+    with no committed offset start at ``start``. Offsets are committed only by
+    :meth:`commit`, which the caller invokes after it has printed the records.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: Sequence[str],
+        topic: str,
+        *,
+        group: str | None,
+        start: StartAt,
+        client_config: Mapping[str, Any] | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self.topic = topic
+        self._group = group
+        self._start = start
+        self._timeout_s = timeout_s
+        self._pending: set[Any] = set()  # assigned, position not decided yet (paused)
+        self._ends: dict[int, int] = {}  # partition -> end offset when it was assigned
+        self._assigned_once = False
+        timeout_ms = int(timeout_s * 1000)
+        self._consumer = kafka.KafkaConsumer(
+            bootstrap_servers=list(bootstrap_servers),
+            group_id=group,
+            enable_auto_commit=False,
+            # Only reached for a partition we did not seek; the listener pauses new ones.
+            auto_offset_reset="earliest" if start.beginning else "latest",
+            request_timeout_ms=max(timeout_ms, 1000),
+            bootstrap_timeout_ms=timeout_ms,
+            **dict(client_config or {}),
+        )
+        try:
+            self._open()
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def _open(self) -> None:
+        consumer = self._consumer
+        deadline = time.monotonic() + min(self._timeout_s, TOPIC_METADATA_WAIT_S)
+        partitions = consumer.partitions_for_topic(self.topic)
+        while not partitions and time.monotonic() < deadline:
+            # Metadata of a topic created a moment ago can lag; polled, bounded.
+            time.sleep(0.2)
+            partitions = consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise TopicMissingError(f"topic {self.topic!r} does not exist")
+        if self._group is None:
+            tps = [kafka.TopicPartition(self.topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            self._place(tps)
+        else:
+            reader = self
+
+            class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+                # kafka-python fails the join if a callback blocks on the network, so new
+                # partitions are only paused here and placed by the next poll().
+                def on_partitions_revoked(self, revoked: Any) -> None:
+                    reader._pending.difference_update(revoked)
+
+                def on_partitions_assigned(self, assigned: Any) -> None:
+                    reader._assigned_once = True
+                    if assigned:
+                        consumer.pause(*assigned)
+                        reader._pending.update(assigned)
+
+            consumer.subscribe([self.topic], listener=_Listener())
+
+    def _place(self, tps: Sequence[Any]) -> None:
+        """Seek each partition to where reading starts and note its end offset."""
+        consumer = self._consumer
+        timeout_ms = int(self._timeout_s * 1000)
+        ends = consumer.end_offsets(list(tps), timeout_ms=timeout_ms)
+        for tp in tps:
+            self._ends[tp.partition] = int(ends[tp])
+        todo = list(tps)
+        if self._group is not None:
+            todo = []
+            for tp in tps:
+                committed = consumer.committed(tp, timeout_ms=timeout_ms)
+                if committed is None:
+                    todo.append(tp)
+                else:
+                    consumer.seek(tp, committed)
+        if not todo:
+            return
+        start = self._start
+        if start.since_ms is not None:
+            found = consumer.offsets_for_times(
+                {tp: start.since_ms for tp in todo}, timeout_ms=timeout_ms
+            )
+            for tp in todo:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+        elif start.beginning:
+            consumer.seek_to_beginning(*todo)
+        elif start.last:
+            firsts = consumer.beginning_offsets(todo, timeout_ms=timeout_ms)
+            for tp in todo:
+                consumer.seek(tp, max(int(firsts[tp]), int(ends[tp]) - start.last))
+        else:
+            consumer.seek_to_end(*todo)
+
+    def poll(self, timeout_s: float) -> list[ConsumedRecord]:
+        """The records that arrived within ``timeout_s``, in offset order per partition."""
+        consumer = self._consumer
+        batches = consumer.poll(timeout_ms=int(timeout_s * 1000))
+        if self._pending:
+            pending = list(self._pending)
+            self._place(pending)
+            consumer.resume(*pending)
+            self._pending.clear()
+        out: list[ConsumedRecord] = []
+        for records in batches.values():
+            out.extend(
+                ConsumedRecord(r.partition, r.offset, r.timestamp, r.key, r.value)
+                for r in records
+            )
+        return out
+
+    def caught_up(self) -> bool:
+        """True once every assigned partition was read up to its end offset at assignment."""
+        consumer = self._consumer
+        if self._pending or (self._group is not None and not self._assigned_once):
+            return False
+        for tp in consumer.assignment():
+            end = self._ends.get(tp.partition)
+            if end is None or consumer.position(tp) < end:
+                return False
+        return True
+
+    def commit(self, next_offsets: Mapping[int, int]) -> None:
+        """Store, for the group, the offset to resume each partition from (no group: no-op)."""
+        if self._group is None or not next_offsets:
+            return
+        self._consumer.commit(
+            {
+                kafka.TopicPartition(self.topic, partition): OffsetAndMetadata(offset, "", -1)
+                for partition, offset in next_offsets.items()
+            }
+        )
+
+    def close(self) -> None:
+        """Leave the group and close the connections."""
+        with contextlib.suppress(Exception):
+            self._consumer.close()
+
+
+class ProbeError(KafkalogError):
+    """A step of :class:`ClusterProbe` failed; ``kind`` says which way (see PROBE_KINDS)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+#: What a probe can find wrong, in the order the check runs.
+PROBE_KINDS = (
+    "dns",  # a bootstrap host name does not resolve
+    "refused",  # nothing listens on the port
+    "unreachable",  # no answer in time, or another socket error
+    "tls",  # the TLS handshake failed
+    "sasl",  # the SASL handshake or authentication failed
+    "kafka",  # connected, but no Kafka answered as expected
+    "topic_missing",  # the topic does not exist; the broker would create it on first write
+    "auto_create_disabled",  # the topic does not exist and the broker will not create it
+    "topic_unhealthy",  # a partition has no leader, or access to the topic is denied
+    "round_trip",  # the test record was not written, or not read back
+)
+
+_SASL_ERRORS: tuple[type[BaseException], ...] = (
+    kafka.errors.SaslAuthenticationFailedError,
+    kafka.errors.UnsupportedSaslMechanismError,
+    kafka.errors.IllegalSaslStateError,
+)
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, bounded."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def connection_problem(exc: BaseException) -> str:
+    """The PROBE_KINDS entry for an exception met while connecting, by type only."""
+    chain = _causes(exc)
+    checks: tuple[tuple[str, type[BaseException] | tuple[type[BaseException], ...]], ...] = (
+        ("dns", socket.gaierror),
+        ("tls", ssl.SSLError),
+        ("sasl", _SASL_ERRORS),
+        ("refused", ConnectionRefusedError),
+        ("unreachable", (TimeoutError, OSError)),
+    )
+    for kind, types in checks:
+        if any(isinstance(e, types) for e in chain):
+            return kind
+    return "kafka"
+
+
+def split_server(server: str) -> tuple[str, int]:
+    """``host:port`` (or ``[v6]:port``, or ``host`` alone: port 9092) -> (host, port)."""
+    host, sep, port = server.rpartition(":")
+    if not sep or "]" in port:
+        host, port = server, "9092"
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ProbeError("dns", f"bad port in bootstrap server {server!r}") from None
+    return host, number
+
+
+class _CaughtErrors(logging.Handler):
+    """Keeps the exceptions kafka-python only logs while bootstrapping (it then raises a bare
+    timeout), so that the probe can tell a TLS or SASL failure from a slow network."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.errors: list[BaseException] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        self.errors.extend(a for a in args if isinstance(a, BaseException))
+        if record.exc_info and record.exc_info[1] is not None:
+            self.errors.append(record.exc_info[1])
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """What the cluster says about a topic."""
+
+    partitions: int
+    leaderless: tuple[int, ...]
+
+
+class ClusterProbe:
+    """Step-by-step connectivity checks for ``kafkalog check``; each step raises ProbeError."""
+
+    def __init__(
+        self,
+        bootstrap_servers: Sequence[str],
+        *,
+        client_config: Mapping[str, Any] | None = None,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.servers = list(bootstrap_servers)
+        self._config = dict(client_config or {})
+        self._timeout_s = timeout_s
+        self._admin: Any = None
+
+    def resolve(self) -> dict[str, list[str]]:
+        """Resolve every bootstrap host; raise ``dns`` only if none resolves."""
+        found: dict[str, list[str]] = {}
+        failures: list[str] = []
+        for server in self.servers:
+            host, port = split_server(server)
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                failures.append(f"{host}: {exc.strerror or exc}")
+                continue
+            found[server] = sorted({str(info[4][0]) for info in infos})
+        if not found:
+            raise ProbeError("dns", "cannot resolve " + "; ".join(failures))
+        return found
+
+    def reach(self) -> list[str]:
+        """Open a TCP connection to each bootstrap server; raise if none accepts."""
+        reached: list[str] = []
+        problems: list[tuple[str, str]] = []
+        for server in self.servers:
+            host, port = split_server(server)
+            try:
+                with socket.create_connection((host, port), timeout=self._timeout_s):
+                    reached.append(server)
+            except OSError as exc:
+                problems.append((connection_problem(exc), f"{server}: {exc}"))
+        if not reached:
+            kind = problems[0][0] if problems else "unreachable"
+            raise ProbeError(kind, "; ".join(text for _, text in problems))
+        return reached
+
+    def connect(self) -> dict[str, Any]:
+        """Bootstrap a Kafka admin client (TLS and SASL included); return the cluster info."""
+        catcher = _CaughtErrors()
+        source = logging.getLogger("kafka")
+        level = source.level
+        source.addHandler(catcher)
+        if source.getEffectiveLevel() > logging.WARNING:
+            source.setLevel(logging.WARNING)
+        timeout_ms = int(self._timeout_s * 1000)
+        try:
+            self._admin = kafka.KafkaAdminClient(
+                bootstrap_servers=self.servers,
+                request_timeout_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+                **self._config,
+            )
+            info: dict[str, Any] = self._admin.describe_cluster()
+        except Exception as exc:
+            seen = [*catcher.errors, exc]
+            kinds = [connection_problem(e) for e in seen]
+            # The most telling cause wins: a TLS or SASL failure explains the timeout after it.
+            kind = next((k for k in ("tls", "sasl", "refused", "dns") if k in kinds), "kafka")
+            detail = next((e for e, k in zip(seen, kinds, strict=True) if k == kind), exc)
+            raise ProbeError(kind, f"{type(detail).__name__}: {detail}") from exc
+        finally:
+            source.removeHandler(catcher)
+            source.setLevel(level)
+        return info
+
+    def topic(self, name: str) -> TopicInfo:
+        """Partitions of ``name``; raise ``topic_missing``/``auto_create_disabled`` or
+        ``topic_unhealthy``."""
+        assert self._admin is not None, "connect() first"
+        described = self._admin.describe_topics([name])
+        entry: dict[str, Any] = described[0] if described else {"error_code": 3}
+        error = kafka.errors.for_code(int(entry.get("error_code", 0)))
+        if issubclass(error, kafka.errors.UnknownTopicOrPartitionError):
+            if self.auto_create_enabled() is False:
+                raise ProbeError(
+                    "auto_create_disabled",
+                    f"topic {name!r} does not exist and the broker does not create topics "
+                    "(auto.create.topics.enable=false): create it first",
+                )
+            raise ProbeError(
+                "topic_missing",
+                f"topic {name!r} does not exist; the broker would create it on the first "
+                "write with its default partitions and replication (create it to choose)",
+            )
+        if error is not kafka.errors.NoError:
+            raise ProbeError("topic_unhealthy", f"topic {name!r}: {error.__name__}")
+        partitions = entry.get("partitions") or []
+        leaderless = tuple(
+            sorted(int(p["partition_index"]) for p in partitions if int(p["leader_id"]) < 0)
+        )
+        return TopicInfo(len(partitions), leaderless)
+
+    def auto_create_enabled(self) -> bool | None:
+        """The brokers' ``auto.create.topics.enable``, or None if they do not say."""
+        assert self._admin is not None
+        try:
+            cluster = self._admin.describe_cluster()
+            node = str(cluster["brokers"][0]["broker_id"])
+            key = "auto.create.topics.enable"
+            configs = self._admin.describe_configs(
+                [ConfigResource(ConfigResourceType.BROKER, node, configs={key: None})],
+                config_filter="all",
+            )
+            value = configs["broker"][node][key]["value"]
+        except (kafka.errors.KafkaError, KeyError, IndexError, TypeError):
+            return None
+        return str(value).lower() == "true"
+
+    def round_trip(self, topic: str, value: bytes) -> tuple[int, int, float]:
+        """Write ``value`` (acks=all) and read it back; (partition, offset, seconds)."""
+        started = time.monotonic()
+        timeout_ms = int(self._timeout_s * 1000)
+        try:
+            producer = kafka.KafkaProducer(
+                bootstrap_servers=self.servers,
+                acks="all",
+                request_timeout_ms=timeout_ms,
+                max_block_ms=timeout_ms,
+                **self._config,
+            )
+            try:
+                meta = producer.send(topic, value=value).get(timeout=self._timeout_s)
+            finally:
+                producer.close(timeout=1)
+        except Exception as exc:
+            raise ProbeError("round_trip", f"writing a test record failed: {classify(exc)}") \
+                from exc
+        try:
+            consumer = kafka.KafkaConsumer(
+                bootstrap_servers=self.servers,
+                group_id=None,
+                enable_auto_commit=False,
+                request_timeout_ms=max(timeout_ms, 1000),
+                **self._config,
+            )
+            try:
+                tp = kafka.TopicPartition(topic, meta.partition)
+                consumer.assign([tp])
+                consumer.seek(tp, meta.offset)
+                deadline = time.monotonic() + self._timeout_s
+                while time.monotonic() < deadline:
+                    for records in consumer.poll(timeout_ms=200).values():
+                        if any(r.offset == meta.offset and r.value == value for r in records):
+                            return meta.partition, meta.offset, time.monotonic() - started
+            finally:
+                consumer.close()
+        except Exception as exc:
+            raise ProbeError("round_trip", f"reading the test record back failed: "
+                                           f"{classify(exc)}") from exc
+        raise ProbeError(
+            "round_trip",
+            f"wrote a test record to partition {meta.partition} at offset {meta.offset} but "
+            f"did not read it back within {self._timeout_s:g}s",
+        )
+
+    def close(self) -> None:
+        """Close the admin client."""
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
