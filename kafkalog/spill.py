@@ -245,6 +245,9 @@ class SpillStore:
         self.corrupt_frames = 0
         self.adopted_segments = 0
         self.write_errors = 0
+        self.unsafe_entries = 0  # symlinks or non-files named like our files: never opened
+        self._unsafe_seen: set[str] = set()  # adoption looks again every few seconds
+        self._dir_checked = False
 
     # -- bookkeeping -------------------------------------------------------------------------
 
@@ -272,14 +275,37 @@ class SpillStore:
     def _ensure_dir(self) -> None:
         if not self.directory.exists():
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        mode = self.directory.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        self._check_dir()
+
+    def _check_dir(self) -> None:
+        """Warn (once per store) if other users can reach the directory; never raises.
+
+        A directory the user made with a looser mode is left as it is: changing the
+        permissions of an existing directory is the operator's call, not a logging library's.
+        """
+        if self._dir_checked:
+            return
+        try:
+            st = self.directory.stat()
+        except OSError:
+            return  # not there yet: _ensure_dir creates it with 0700 and checks again
+        self._dir_checked = True
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             self._warnings.warn(
                 f"spill-perm:{self.directory}",
                 "spill directory %s is accessible to group or others (mode %o); "
-                "log records may be readable by other users",
+                "log records may be readable by other users (chmod 700 it)",
                 self.directory,
-                stat.S_IMODE(mode),
+                stat.S_IMODE(st.st_mode),
+            )
+        uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+        if st.st_uid != uid:
+            self._warnings.warn(
+                f"spill-owner:{self.directory}",
+                "spill directory %s belongs to another user (uid %d); "
+                "that user can read and replace the spilled records",
+                self.directory,
+                st.st_uid,
             )
 
     def _open_lock(self) -> None:
@@ -389,6 +415,26 @@ class SpillStore:
             return True
         return False
 
+    def _count_unsafe(self, found: list[str]) -> None:
+        """Count and report entries that are not regular files, each name once."""
+        with self._lock:
+            names = [n for n in found if n not in self._unsafe_seen]
+            self._unsafe_seen.update(names)
+            self.unsafe_entries += len(names)
+        if not names:
+            return
+        self._warnings.warn(
+            f"spill-unsafe:{self.directory}",
+            "spill directory %s: ignored %d entr%s that %s not a regular file "
+            "(a symlink?), never following %s: %s",
+            self.directory,
+            len(names),
+            "y" if len(names) == 1 else "ies",
+            "is" if len(names) == 1 else "are",
+            "it" if len(names) == 1 else "them",
+            ", ".join(sorted(names)[:5]),
+        )
+
     def _count_dropped(self, count: int, why: str) -> None:
         self.dropped += count
         self._warnings.warn(
@@ -485,7 +531,12 @@ class SpillStore:
         try:
             header, records, scan = read_segment(segment.path)
         except OSError as exc:
-            self._warnings.warn("spill-read", "cannot read spill segment %s: %s", segment.path, exc)
+            if exc.errno == errno.ELOOP:  # swapped for a symlink since it was listed
+                self._count_unsafe([segment.path.name])
+            else:
+                self._warnings.warn(
+                    "spill-read", "cannot read spill segment %s: %s", segment.path, exc
+                )
             records, scan, header = [], ScanResult(frames=[]), None
         corrupt = scan.corrupt  # read_segment counts a bad header of a non-empty file
         if header is None and not corrupt and segment.path.exists():
@@ -544,16 +595,30 @@ class SpillStore:
         """
         if not self.directory.is_dir():
             return 0
+        self._check_dir()
         groups: list[list[_Segment]] = []  # per writer, in its sequence order
         by_writer: dict[str, list[Path]] = {}
+        unsafe: list[str] = []
         try:
-            names = os.listdir(self.directory)
+            entries = list(os.scandir(self.directory))
         except OSError:
             return 0
-        for name in names:
-            match = _NAME_RE.match(name)
-            if match and match["suffix"] == SEGMENT_SUFFIX and match["writer"] != self.writer_id:
-                by_writer.setdefault(match["writer"], []).append(self.directory / name)
+        for entry in entries:
+            match = _NAME_RE.match(entry.name)
+            if not match or match["writer"] == self.writer_id:
+                continue
+            # A symlink or device named like a segment may point anywhere (another user's
+            # file, /dev/zero): skip it without opening it. O_NOFOLLOW guards the open too.
+            try:
+                regular = entry.is_file(follow_symlinks=False)
+            except OSError:
+                regular = False
+            if not regular:
+                unsafe.append(entry.name)
+            elif match["suffix"] == SEGMENT_SUFFIX:
+                by_writer.setdefault(match["writer"], []).append(self.directory / entry.name)
+        if unsafe:
+            self._count_unsafe(unsafe)
         for writer, paths in sorted(by_writer.items()):
             lock_fd = _try_lock_writer(self.directory / f"{writer}{LOCK_SUFFIX}")
             if lock_fd is None:
@@ -655,6 +720,7 @@ class SpillStore:
                 "corrupt_frames": self.corrupt_frames,
                 "adopted_segments": self.adopted_segments,
                 "spill_write_errors": self.write_errors,
+                "spill_unsafe_entries": self.unsafe_entries,
                 "spill_pending_records": self.pending_records(),
                 "spill_bytes": self.pending_bytes(),
             }

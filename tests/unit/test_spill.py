@@ -1141,6 +1141,7 @@ def test_counters_snapshot_has_every_key(spill_dir: Path) -> None:
         "corrupt_frames": 0,
         "adopted_segments": 0,
         "spill_write_errors": 0,
+        "spill_unsafe_entries": 0,
         "spill_pending_records": 1,
         "spill_bytes": HEADER_LEN + frame_bytes([rec(1)]),
     }
