@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from kafkalog import ConfigError, KafkaHandler
 from kafkalog.config import HandlerConfig
+from kafkalog.context import bound
 from kafkalog.formatter import JsonFormatter
 from kafkalog.redaction import DEFAULT_REDACT_KEYS, MASK, Redactor
 from kafkalog.testing import MemoryTransport
@@ -289,3 +290,13 @@ def test_the_handler_masks_with_its_configured_keys(logger: logging.Logger) -> N
     handler.close()
     (message,) = transport.messages()
     assert message["user"] == {"ssn": MASK, "password": "kept"}
+
+
+def test_bound_context_fields_are_masked_like_extras() -> None:
+    with bound(session={"user": "ann", "cookie": MARKER}, auth_token=MARKER):
+        raw = JsonFormatter().encode(record(token=MARKER))
+    assert MARKER.encode() not in raw
+    out = orjson.loads(raw)
+    assert out["session"] == {"user": "ann", "cookie": MASK}
+    assert out["auth_token"] == MASK
+    assert out["token"] == MASK
