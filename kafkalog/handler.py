@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kafkalog.config import HandlerConfig
+from kafkalog.context import fields_get as _bound_fields
 from kafkalog.diagnostics import LOGGER_NAME, RateLimitedWarnings
 from kafkalog.errors import ConfigError
 from kafkalog.formatter import JsonFormatter
@@ -404,7 +405,10 @@ def _key_function(key: Any) -> Callable[[logging.LogRecord], bytes | None] | Non
         attr = key
 
         def from_attribute(record: logging.LogRecord) -> bytes | None:
-            return to_bytes(record.__dict__.get(attr))
+            value = record.__dict__.get(attr)
+            if value is None:  # not passed with extra=: maybe bound with kafkalog.context
+                value = _bound_fields().get(attr)
+            return to_bytes(value)
 
         return from_attribute
 

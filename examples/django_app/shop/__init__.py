@@ -1,0 +1,1 @@
+"""A minimal Django project logging to Kafka with kafkalog (see ../manage.py)."""
