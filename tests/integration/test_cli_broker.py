@@ -30,6 +30,7 @@ from kafkalog.cli import (
     EXIT_REFUSED,
     EXIT_TOPIC_MISSING,
 )
+from kafkalog.transport import ClusterProbe, ProbeError
 
 RUN_TIMEOUT_S = 90
 
@@ -281,3 +282,25 @@ def test_check_on_a_missing_topic_with_auto_create_disabled(strict_broker: Kafka
     proc = kafkalog("check", "--bootstrap-servers", strict_broker.bootstrap, "--topic", "nope")
     assert proc.returncode == EXIT_AUTO_CREATE_DISABLED, proc.stdout
     assert "auto.create.topics.enable=false" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("client_config", "kind"),
+    [
+        ({"security_protocol": "SSL"}, "tls"),
+        ({"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+          "sasl_plain_username": "u", "sasl_plain_password": "p"}, "sasl"),
+    ],
+)
+def test_probe_tells_tls_and_sasl_failures_apart(
+    kafka_broker: Any, client_config: dict[str, Any], kind: str
+) -> None:
+    # A client speaking TLS (or SASL) to a plain listener fails its handshake; kafka-python
+    # only logs the cause and then times out, and the probe must still name the cause.
+    probe = ClusterProbe([kafka_broker.bootstrap], client_config=client_config, timeout_s=2)
+    try:
+        with pytest.raises(ProbeError) as exc:
+            probe.connect()
+    finally:
+        probe.close()
+    assert exc.value.kind == kind
