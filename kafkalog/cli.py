@@ -593,8 +593,12 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
                       f"{args.bootstrap_servers}: {exc}[/red]\n"
                       "run `kafkalog check` for a diagnosis")
             return EXIT_UNREACHABLE if kind == "kafka" else PROBLEM_EXIT_CODES[kind]
-        return _tail_loop(args, reader, printer, selector=selector, window=window,
-                          printed=printed)
+        code = _tail_loop(args, reader, printer, selector=selector, window=window,
+                          printed=printed, err=err)
+        if code == EXIT_UNREACHABLE:
+            err.print(f"[red]kafkalog tail: did not reach the end of {args.topic!r} within "
+                      f"{args.timeout:g}s (--timeout)[/red]")
+        return code
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
@@ -608,11 +612,20 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
         signal.signal(signal.SIGTERM, previous)
         if reader is not None:
             try:
-                reader.commit(printed)  # what was printed before an interrupt, if anything
-            except Exception:
-                err.print("[yellow]could not commit the last offsets; those records will be "
-                          "printed again next time[/yellow]")
-            reader.close()
+                _commit(reader, printed, err)  # what was printed before an interrupt, if any
+                reader.close()
+            except KeyboardInterrupt:  # a second Ctrl-C: leave without waiting for Kafka
+                pass
+
+
+def _commit(reader: TopicReader, printed: dict[int, int], err: Console) -> None:
+    """Commit the offsets after the records handled; a failure only means printing twice."""
+    try:
+        reader.commit(printed)
+    except Exception as exc:
+        err.print(f"[yellow]could not commit offsets ({type(exc).__name__}); those records "
+                  "may be printed again next time[/yellow]")
+    printed.clear()
 
 
 def _tail_loop(
@@ -623,6 +636,7 @@ def _tail_loop(
     selector: RecordFilter,
     window: DedupeWindow | None,
     printed: dict[int, int],
+    err: Console,
 ) -> int:
     deadline = None if args.follow else time.monotonic() + args.timeout
     while True:
@@ -638,8 +652,7 @@ def _tail_loop(
             printed[record.partition] = record.offset + 1
         if records:
             printer.flush()
-            reader.commit(printed)  # after printing: at-least-once
-            printed.clear()
+            _commit(reader, printed, err)  # after printing: at-least-once
 
 
 # -- check -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from kafkalog.cli import (
     LogLine,
     RecordFilter,
     TailPrinter,
+    _tail_loop,
     build_parser,
     level_number,
     main,
@@ -287,3 +288,66 @@ def test_bootstrap_servers_are_split_into_host_and_port(
     server: str, expected: tuple[str, int]
 ) -> None:
     assert split_server(server) == expected
+
+
+# -- the tail loop, with a scripted reader ---------------------------------------------------------
+
+class ScriptedReader:
+    """Stands in for TopicReader: hands out batches, then says it caught up."""
+
+    def __init__(self, batches: list[list[ConsumedRecord]], fail_commits: int = 0) -> None:
+        self.batches = batches
+        self.commits: list[dict[int, int]] = []
+        self.fail_commits = fail_commits
+        self.printed_before_commit: list[int] = []
+        self.out: io.BytesIO | None = None
+
+    def caught_up(self) -> bool:
+        return not self.batches
+
+    def poll(self, timeout_s: float) -> list[ConsumedRecord]:
+        return self.batches.pop(0) if self.batches else []
+
+    def commit(self, offsets: dict[int, int]) -> None:
+        assert self.out is not None
+        self.printed_before_commit.append(self.out.getvalue().count(b"\n"))
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise kafka.errors.CommitFailedError("rebalanced")
+        self.commits.append(dict(offsets))
+
+
+def run_loop(reader: ScriptedReader, *argv: str) -> tuple[int, bytes, str]:
+    args = build_parser().parse_args(["tail", "--topic", "t", *argv])
+    raw = io.BytesIO()
+    reader.out = raw
+    err = io.StringIO()
+    printer = TailPrinter(pretty=False, console=Console(file=io.StringIO()), raw=raw)
+    selector = RecordFilter(min_level=level_number(args.level) if args.level else None)
+    window = DedupeWindow(args.dedupe_window) if args.dedupe else None
+    code = _tail_loop(args, reader, printer, selector=selector, window=window,
+                      printed={}, err=Console(file=err))
+    return code, raw.getvalue(), err.getvalue()
+
+
+def test_tail_loop_commits_after_printing_including_filtered_records() -> None:
+    info = {**DEFAULT_RECORD, "level": "INFO", "id": "i"}
+    reader = ScriptedReader([
+        [consumed(DEFAULT_RECORD, offset=0), consumed(info, offset=1)],
+        [consumed({**DEFAULT_RECORD, "id": "x"}, offset=2)],
+    ])
+    code, out, _ = run_loop(reader, "--level", "ERROR")
+    assert code == 0
+    assert out.count(b"\n") == 2  # the INFO record was filtered out
+    assert reader.commits == [{0: 2}, {0: 3}]  # ...but counts as read
+    assert reader.printed_before_commit == [1, 2]  # each commit came after its batch's output
+
+
+def test_tail_loop_goes_on_when_a_commit_fails() -> None:
+    reader = ScriptedReader([[consumed(DEFAULT_RECORD, offset=0)],
+                             [consumed(DEFAULT_RECORD, offset=1)]], fail_commits=1)
+    code, out, err = run_loop(reader, "--dedupe")
+    assert code == 0
+    assert out.count(b"\n") == 1  # the same id twice: printed once
+    assert reader.commits == [{0: 2}]
+    assert "could not commit offsets (CommitFailedError)" in err
