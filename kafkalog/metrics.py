@@ -255,8 +255,12 @@ class KafkalogCollector:
 
     def _reset_after_fork(self) -> None:
         # The child's handlers count from zero; so must their totals here.
+        # A handler closed before the fork keeps the parent's counts: it is the parent's.
         self._lock = threading.Lock()
         self._retired.clear()
+        open_ids = {id(h) for h in live_handlers()}
+        for key in [k for k in self._tracked if k not in open_ids]:
+            del self._tracked[key]
         for tracked in self._tracked.values():
             tracked.last = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 
 import orjson
 import pytest
@@ -170,3 +171,38 @@ def test_distribution_counts_a_value_equal_to_a_bound_in_that_bucket() -> None:
     assert snap["count"] == 6
     assert snap["sum"] == pytest.approx(1024.0)
     assert orjson.loads(orjson.dumps(snap)) == snap  # stats() stays JSON-serialisable
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_reports_only_its_own_records(logger: logging.Logger) -> None:
+    registry = CollectorRegistry()
+    register(registry=registry)
+    handler = make(MemoryTransport(), topic="forked")
+    logger.addHandler(handler)
+    for i in range(5):
+        logger.info("parent %d", i)
+    assert handler.flush(5.0)
+    closed = make(MemoryTransport(), topic="forked")  # its counts are kept as retired ones
+    logger.addHandler(closed)
+    logger.info("parent, closed handler")
+    assert closed.flush(5.0)
+    assert scrape(registry)[("kafkalog_delivered_total", "forked")] == 7  # 5 + 1 + 1
+    logger.removeHandler(closed)
+    closed.close()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            logger.handlers = [handler]
+            logger.info("child")
+            handler.flush(5.0)
+            os.write(write_fd, orjson.dumps(scrape(registry)[("kafkalog_delivered_total",
+                                                              "forked")]))
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        child_delivered = orjson.loads(pipe.read())
+    os.waitpid(pid, 0)
+    assert child_delivered == 1
+    assert scrape(registry)[("kafkalog_delivered_total", "forked")] == 7
