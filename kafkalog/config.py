@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import logging
 import os
 import re
@@ -31,6 +32,8 @@ Acks = Literal[0, 1, -1]
 
 OVERFLOW_POLICIES: tuple[str, ...] = ("spill", "drop_newest", "drop_oldest", "block")
 COMPRESSION_TYPES: tuple[str, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
+# The client library that talks to Kafka; "confluent" needs the kafkalog[confluent] extra.
+TRANSPORTS: tuple[str, ...] = ("kafka-python", "confluent")
 SCHEMAS: tuple[str, ...] = ("default", "ecs")
 
 # Kafka's own rule for topic names (org.apache.kafka.common.internals.Topic).
@@ -67,6 +70,7 @@ class HandlerConfig:
     retry_backoff_max_ms: int = 1000
     client_id: str | None = None
     producer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    transport: str = "kafka-python"
     # The in-memory queue between emit() and the worker.
     queue_max_records: int = 100000
     queue_max_bytes: int = 64 * 1024 * 1024
@@ -136,6 +140,8 @@ class HandlerConfig:
             values["client_id"] = None if cid is None else _str("client_id", cid)
         if "producer_config" in o:
             values["producer_config"] = _mapping("producer_config", o.pop("producer_config"))
+        if "transport" in o:
+            values["transport"] = _transport(o.pop("transport"))
         if "overflow_policy" in o:
             values["overflow_policy"] = _choice(
                 "overflow_policy", o.pop("overflow_policy"), OVERFLOW_POLICIES
@@ -327,6 +333,17 @@ def _acks(value: Any) -> Acks:
     if isinstance(value, bool) or text not in mapping:
         raise ConfigError("acks", f"must be 0, 1 or all; got {value!r}")
     return mapping[text]
+
+
+def _transport(value: Any) -> str:
+    name = str(_choice("transport", value, TRANSPORTS))
+    # find_spec looks for the package without importing it (and librdkafka with it).
+    if name == "confluent" and importlib.util.find_spec("confluent_kafka") is None:
+        raise ConfigError(
+            "transport",
+            "'confluent' needs the confluent-kafka package (pip install 'kafkalog[confluent]')",
+        )
+    return name
 
 
 def _compression(value: Any) -> str:

@@ -24,12 +24,7 @@ from kafkalog.errors import ConfigError
 from kafkalog.formatter import JsonFormatter
 from kafkalog.queue import Entry, RecordQueue
 from kafkalog.spill import SpillStore
-from kafkalog.transport import (
-    KafkaPythonTransport,
-    Transport,
-    check_compression_available,
-    check_producer_config,
-)
+from kafkalog.transport import Transport, build_transport, check_transport_config
 from kafkalog.worker import BatchWorker
 
 TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
@@ -41,8 +36,8 @@ _OWN_LOGGERS = frozenset({"kafka", LOGGER_NAME})
 RECORD_OVERHEAD_BYTES = 1024
 
 
-def _kafka_python_transport(config: HandlerConfig, on_new_client: Callable[[], None]) -> Transport:
-    return KafkaPythonTransport(config, on_new_client=on_new_client)
+def _default_transport(config: HandlerConfig, on_new_client: Callable[[], None]) -> Transport:
+    return build_transport(config, on_new_client)  # the one the ``transport`` option names
 
 
 def _holding_logging_lock() -> bool:
@@ -86,15 +81,10 @@ class KafkaHandler(logging.Handler):
             config = HandlerConfig.from_options(options)
         elif topic is not None or options:
             raise ConfigError("config", "give either config= or individual options, not both")
-        missing = check_compression_available(config.compression_type)
-        if missing and transport_factory is None:
-            raise ConfigError(
-                "compression_type",
-                f"{config.compression_type!r} needs the {missing!r} package "
-                f"(pip install 'kafkalog[{config.compression_type}]')",
-            )
+        if transport_factory is None:
+            check_transport_config(config)  # codec packages, producer_config
         self.config = config
-        self._transport_factory = transport_factory or _kafka_python_transport
+        self._transport_factory = transport_factory or _default_transport
         try:
             self._json = JsonFormatter(
                 schema=config.schema,
@@ -104,8 +94,6 @@ class KafkaHandler(logging.Handler):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError("static_fields", str(exc)) from None
-        if transport_factory is None:
-            check_producer_config(config)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
         self._sync_timeout_s = config.sync_timeout_ms / 1000

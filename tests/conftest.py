@@ -127,3 +127,9 @@ def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """The ``transport`` option: a test taking this runs once with each client library."""
+    return str(request.param)

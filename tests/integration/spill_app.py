@@ -1,6 +1,6 @@
 """A small application for the spill tests, run as its own process.
 
-    python spill_app.py BOOTSTRAP TOPIC SPILL_DIR COUNT PREFIX MODE
+    python spill_app.py BOOTSTRAP TOPIC SPILL_DIR COUNT PREFIX MODE [TRANSPORT]
 
 Logs COUNT keyed records ``PREFIX-i`` (key ``PREFIX-k<i%5>``), then by MODE:
 ``kill`` waits until they are all spilled and SIGKILLs itself; ``wait`` prints "ready" and waits
@@ -20,6 +20,7 @@ from kafkalog import KafkaHandler
 
 def main() -> int:
     bootstrap, topic, spill_dir, count_s, prefix, mode = sys.argv[1:7]
+    transport = sys.argv[7] if len(sys.argv) > 7 else "kafka-python"
     count = int(count_s)
     handler = KafkaHandler(
         topic=topic,
@@ -29,6 +30,7 @@ def main() -> int:
         spill_fsync="never",  # what SIGKILL must not lose is what reached the OS
         close_timeout_ms=30000,
         request_timeout_ms=2000,
+        transport=transport,
     )
     log = logging.getLogger("spill_app")
     log.propagate = False

@@ -33,7 +33,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_dictconfig_round_trip(kafka_broker: Any, topic: str) -> None:
+def test_dictconfig_round_trip(kafka_broker: Any, topic: str, transport_name: str) -> None:
     logging.config.dictConfig(
         {
             "version": 1,
@@ -45,6 +45,7 @@ def test_dictconfig_round_trip(kafka_broker: Any, topic: str) -> None:
                     "bootstrap_servers": kafka_broker.bootstrap,
                     "key": "uid",
                     "linger_ms": "5",
+                    "transport": transport_name,
                     "static_fields": {"service": "billing", "env": "test"},
                 }
             },
@@ -120,9 +121,10 @@ def test_four_threads_every_record_exactly_once_in_order(
 
 
 def test_keys_land_on_the_java_murmur2_partition(
-    kafka_broker: Any, topic: str, logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger, transport_name: str
 ) -> None:
-    handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, key="uid")
+    handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, key="uid",
+                           transport=transport_name)
     logger.addHandler(handler)
     keys = [f"user-{i}" for i in range(60)] + ["ü-ñicode", "21", "foobar"]
     for k in keys:
@@ -136,9 +138,10 @@ def test_keys_land_on_the_java_murmur2_partition(
 
 
 def test_pinned_partition_and_unkeyed_spread(
-    kafka_broker: Any, topic: str, logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger, transport_name: str
 ) -> None:
-    pinned = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, partition=2)
+    pinned = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, partition=2,
+                          transport=transport_name)
     logger.addHandler(pinned)
     for i in range(20):
         logger.info("pinned %d", i)
@@ -149,7 +152,7 @@ def test_pinned_partition_and_unkeyed_spread(
     assert {r.partition for r in records} == {2}
 
     spread = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap, linger_ms=0,
-                          batch_size=1024)
+                          batch_size=1024, transport=transport_name)
     logger.addHandler(spread)
     for i in range(3000):
         logger.info("spread %d", i)
@@ -253,9 +256,10 @@ def test_kafka_python_debug_logging_does_not_loop(kafka_broker: Any, topic: str)
 
 
 def test_fork_child_records_are_delivered(
-    kafka_broker: Any, topic: str, logger: logging.Logger
+    kafka_broker: Any, topic: str, logger: logging.Logger, transport_name: str
 ) -> None:
-    handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap)
+    handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap,
+                           transport=transport_name)
     logger.addHandler(handler)
     logger.info("parent before fork")
     assert handler.flush(30)  # the parent now has a live producer and worker thread
@@ -298,11 +302,12 @@ def test_multiprocessing_fork_child_delivers_without_explicit_flush(
 
 
 def test_flush_and_close_are_bounded_when_the_broker_is_unreachable(
-    logger: logging.Logger,
+    logger: logging.Logger, transport_name: str
 ) -> None:
     handler = KafkaHandler(
         topic="nowhere",
         bootstrap_servers=f"127.0.0.1:{closed_port()}",
+        transport=transport_name,
         close_timeout_ms=1000,
         spill_dir=None,  # without a spill store, what can not be delivered is counted lost
     )
@@ -326,11 +331,14 @@ def test_flush_and_close_are_bounded_when_the_broker_is_unreachable(
     assert stats["failed"] + stats["dropped"] == 1000
 
 
-def test_interpreter_exit_delivers_queued_records(kafka_broker: Any, topic: str) -> None:
+def test_interpreter_exit_delivers_queued_records(
+    kafka_broker: Any, topic: str, transport_name: str
+) -> None:
     script = f"""
 import logging
 from kafkalog import KafkaHandler
-h = KafkaHandler(topic={topic!r}, bootstrap_servers={kafka_broker.bootstrap!r}, linger_ms=60000)
+h = KafkaHandler(topic={topic!r}, bootstrap_servers={kafka_broker.bootstrap!r}, linger_ms=60000,
+                 transport={transport_name!r})
 log = logging.getLogger("exit")
 log.addHandler(h)
 log.setLevel(logging.INFO)
@@ -360,10 +368,10 @@ def test_emit_returns_quickly_when_topic_metadata_is_missing(
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 def test_compressed_batches_round_trip(
-    kafka_broker: Any, topic: str, logger: logging.Logger, codec: str
+    kafka_broker: Any, topic: str, logger: logging.Logger, codec: str, transport_name: str
 ) -> None:
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap,
-                           compression_type=codec, acks="1")
+                           compression_type=codec, acks="1", transport=transport_name)
     logger.addHandler(handler)
     for i in range(500):
         logger.info("compressed %d %s", i, "abc" * 20)

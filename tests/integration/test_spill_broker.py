@@ -29,9 +29,10 @@ def new_topic() -> str:
 
 
 def run_app(broker: KafkaBroker, topic: str, spill: Path, count: int, prefix: str, *,
-            mode: str) -> subprocess.Popen[str]:
+            mode: str, transport: str = "kafka-python") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(APP), broker.bootstrap, topic, str(spill), str(count), prefix, mode],
+        [sys.executable, str(APP), broker.bootstrap, topic, str(spill), str(count), prefix, mode,
+         transport],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -47,12 +48,13 @@ def assert_per_key_order(got: list[dict[str, Any]]) -> None:
 
 
 def test_broker_down_from_the_start_then_everything_arrives_in_key_order(
-    fresh_broker: KafkaBroker, tmp_path: Path, logger: logging.Logger
+    fresh_broker: KafkaBroker, tmp_path: Path, logger: logging.Logger, transport_name: str
 ) -> None:
     topic = new_topic()
     fresh_broker.stop()
     handler = KafkaHandler(topic=topic, bootstrap_servers=fresh_broker.bootstrap,
-                           spill_dir=str(tmp_path / "spill"), key="k", request_timeout_ms=2000)
+                           spill_dir=str(tmp_path / "spill"), key="k", request_timeout_ms=2000,
+                           transport=transport_name)
     logger.addHandler(handler)
     worst = 0.0
     for i in range(5000):
@@ -74,18 +76,18 @@ def test_broker_down_from_the_start_then_everything_arrives_in_key_order(
 
 
 def test_records_of_a_killed_process_are_replayed_by_the_next(
-    fresh_broker: KafkaBroker, tmp_path: Path
+    fresh_broker: KafkaBroker, tmp_path: Path, transport_name: str
 ) -> None:
     topic = new_topic()
     spill = tmp_path / "spill"
     fresh_broker.stop()
-    crashed = run_app(fresh_broker, topic, spill, 2000, "a", mode="kill")
+    crashed = run_app(fresh_broker, topic, spill, 2000, "a", mode="kill", transport=transport_name)
     out, _ = crashed.communicate(timeout=90)
     assert crashed.returncode == -signal.SIGKILL
     assert "spilled 2000" in out
     assert any(spill.glob("*.seg"))
     fresh_broker.start()
-    nxt = run_app(fresh_broker, topic, spill, 100, "b", mode="close")
+    nxt = run_app(fresh_broker, topic, spill, 100, "b", mode="close", transport=transport_name)
     out, _ = nxt.communicate(timeout=90)
     assert nxt.returncode == 0, out
     got = values(consume(fresh_broker.bootstrap, topic, 2100, timeout_s=90))
@@ -145,13 +147,14 @@ def test_queue_overflow_goes_to_the_spill_and_is_delivered(
 
 
 def test_records_kafka_refuses_go_to_the_dead_letter_topic(
-    kafka_broker: Any, tmp_path: Path, logger: logging.Logger
+    kafka_broker: Any, tmp_path: Path, logger: logging.Logger, transport_name: str
 ) -> None:
     topic = create_topic(kafka_broker.bootstrap, new_topic(), 1,
                          config={"max.message.bytes": 2000})
     dlq = new_topic()
     handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap,
-                           spill_dir=str(tmp_path / "spill"), dead_letter_topic=dlq)
+                           spill_dir=str(tmp_path / "spill"), dead_letter_topic=dlq,
+                           transport=transport_name)
     logger.addHandler(handler)
     logger.info("small")
     logger.info("big %s", "x" * 5000)

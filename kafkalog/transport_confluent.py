@@ -1,0 +1,475 @@
+"""The only module that imports confluent-kafka: a :class:`~kafkalog.transport.Transport` over
+librdkafka, chosen with ``transport="confluent"`` (``pip install 'kafkalog[confluent]'``).
+
+It keeps the contract of the kafka-python transport: the worker hands over a batch, gets one
+result per record, and decides about retries and spilling itself. Differences that matter here:
+
+- librdkafka never blocks to bootstrap, so the producer is built directly on the worker thread;
+- a record not acknowledged when an attempt ends is *purged* from librdkafka's queues before
+  ``send`` returns, so the client can not deliver it on its own later while the worker resends
+  it (that race is why the kafka-python transport throws its client away instead);
+- librdkafka reports errors as codes: they are classified by code (and its own
+  ``retriable()``/``fatal()`` flags), never by message text.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException
+
+from kafkalog.config import HandlerConfig
+from kafkalog.diagnostics import log
+from kafkalog.errors import ConfigError, TransportError
+from kafkalog.transport import WAIT_SLICE_S, OutRecord
+
+# librdkafka's own limits on the properties kafkalog derives from its options.
+_MAX_REQUEST_TIMEOUT_MS = 900_000
+_MAX_RETRY_BACKOFF_MS = 300_000
+# How long close() waits for librdkafka to stop its threads before leaving it to finish alone.
+_CLOSE_WAIT_S = 1.0
+
+# librdkafka properties kafkalog sets from its own options or needs for itself; setting them in
+# producer_config would silently change delivery semantics, so it is refused. Aliases included.
+MANAGED_PROPERTIES = frozenset(
+    {
+        "bootstrap.servers",
+        "metadata.broker.list",
+        "acks",
+        "request.required.acks",
+        "enable.idempotence",
+        "compression.type",
+        "compression.codec",
+        "linger.ms",
+        "queue.buffering.max.ms",
+        "batch.size",
+        "message.max.bytes",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        "client.id",
+        "partitioner",
+        "transactional.id",
+        "delivery.report.only.error",
+        "on_delivery",
+        "error_cb",
+        "logger",
+    }
+)
+
+
+# kafkalog's connection-security options and the librdkafka properties they set.
+SECURITY_PROPERTIES: dict[str, str] = {
+    "security_protocol": "security.protocol",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_username": "sasl.username",
+    "sasl_password": "sasl.password",
+    "ssl_cafile": "ssl.ca.location",
+    "ssl_certfile": "ssl.certificate.location",
+    "ssl_keyfile": "ssl.key.location",
+    "ssl_check_hostname": "ssl.endpoint.identification.algorithm",
+}
+# Aliases librdkafka accepts for some of them.
+_SECURITY_ALIASES: dict[str, str] = {"sasl.mechanisms": "sasl_mechanism",
+                                     "sasl.user": "sasl_username"}
+
+
+def _codes(*names: str) -> frozenset[int]:
+    # getattr: a name missing from an older confluent-kafka is simply not in the set.
+    return frozenset(getattr(KafkaError, n) for n in names if hasattr(KafkaError, n))
+
+
+# Errors after which sending the same record again can succeed: the broker or the connection
+# is (for now) unable, not the record unacceptable. Authentication and authorisation failures
+# are here too: an operator fixes them (a credential, an ACL) and the held records then go,
+# which is better than dead-lettering every record during the misconfiguration.
+RETRIABLE_CODES = _codes(
+    # librdkafka's local (negative) codes
+    "_MSG_TIMED_OUT",
+    "_TIMED_OUT",
+    "_TIMED_OUT_QUEUE",
+    "_TRANSPORT",
+    "_ALL_BROKERS_DOWN",
+    "_RESOLVE",
+    "_QUEUE_FULL",
+    "_PURGE_QUEUE",
+    "_PURGE_INFLIGHT",
+    "_DESTROY",
+    "_UNKNOWN_TOPIC",
+    "_ISR_INSUFF",
+    "_RETRY",
+    "_NODE_UPDATE",
+    "_WAIT_COORD",
+    "_IN_PROGRESS",
+    "_PREV_IN_PROGRESS",
+    "_STATE",
+    "_FATAL",
+    "_AUTHENTICATION",
+    "_SSL",
+    "_INTR",
+    # the broker's codes that Kafka itself calls retriable, or that pass with time
+    "UNKNOWN_TOPIC_OR_PART",
+    "LEADER_NOT_AVAILABLE",
+    "NOT_LEADER_FOR_PARTITION",
+    "REQUEST_TIMED_OUT",
+    "BROKER_NOT_AVAILABLE",
+    "REPLICA_NOT_AVAILABLE",
+    "NETWORK_EXCEPTION",
+    "INVALID_MSG",  # the broker's CORRUPT_MESSAGE: damaged on the way, send it again
+    "NOT_ENOUGH_REPLICAS",
+    "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+    "NOT_CONTROLLER",
+    "KAFKA_STORAGE_ERROR",
+    "FENCED_LEADER_EPOCH",
+    "UNKNOWN_LEADER_EPOCH",
+    "OFFSET_NOT_AVAILABLE",
+    "PREFERRED_LEADER_NOT_AVAILABLE",
+    "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+    "THROTTLING_QUOTA_EXCEEDED",
+    "CONCURRENT_TRANSACTIONS",
+    "OUT_OF_ORDER_SEQUENCE_NUMBER",
+    "UNKNOWN_PRODUCER_ID",
+    "INVALID_PRODUCER_EPOCH",
+    "TOPIC_AUTHORIZATION_FAILED",
+    "CLUSTER_AUTHORIZATION_FAILED",
+    "SASL_AUTHENTICATION_FAILED",
+    "REBOOTSTRAP_REQUIRED",
+)
+# Any other code (a record too large, an invalid record or timestamp, an unknown partition, a
+# policy violation, ...) means Kafka refuses the record: the worker confirms that by sending
+# it alone, then dead-letters it.
+
+
+def classify_error(err: KafkaError) -> TransportError:
+    """A TransportError for a librdkafka error, retriable or not by its code and flags."""
+    code = err.code()
+    name = err.name()
+    # A fatal error breaks the producer instance, not the record: a new producer may take it.
+    retriable = code in RETRIABLE_CODES or bool(err.retriable()) or bool(err.fatal())
+    return TransportError(f"{name}: {err.str()}", retriable=retriable, cause_name=name)
+
+
+def classify(exc: BaseException) -> TransportError:
+    """Turn any exception raised by confluent-kafka into a TransportError, by its type."""
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return classify_error(exc.args[0])
+    name = type(exc).__name__
+    # BufferError: librdkafka's local queue is full, room comes back as acknowledgements do.
+    retriable = isinstance(exc, (BufferError, OSError, TimeoutError))
+    return TransportError(f"{name}: {exc}", retriable=retriable, cause_name=name)
+
+
+class _LibrdkafkaLog:
+    """librdkafka's log lines go to kafkalog's diagnostics logger at DEBUG, not to stderr.
+
+    During an outage librdkafka logs every failed reconnect; the worker already reports the
+    outage once a minute (rate-limited), so these lines are for debugging only.
+    """
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        log.debug("librdkafka: " + msg, *args)
+
+
+def producer_properties(config: HandlerConfig) -> dict[str, Any]:
+    """librdkafka properties for kafkalog's options (without ``producer_config``)."""
+    c = config
+    request_timeout_ms = min(c.request_timeout_ms, _MAX_REQUEST_TIMEOUT_MS)
+    backoff_ms = min(max(1, c.retry_backoff_ms), _MAX_RETRY_BACKOFF_MS)
+    backoff_max_ms = min(max(backoff_ms, c.retry_backoff_max_ms), _MAX_RETRY_BACKOFF_MS)
+    props: dict[str, Any] = {
+        "bootstrap.servers": ",".join(c.bootstrap_servers),
+        "acks": "all" if c.acks == -1 else str(c.acks),
+        # As with kafka-python: idempotence keeps per-partition order through librdkafka's own
+        # retries; it needs acks=all, so it follows the acks setting.
+        "enable.idempotence": c.acks == -1,
+        "compression.type": c.compression_type,
+        # The worker lingers and hands over whole batches, and each send ends in flush(),
+        # which makes librdkafka send at once: a linger of its own would only add latency.
+        "linger.ms": 0,
+        "batch.size": c.batch_size,
+        "message.max.bytes": c.max_request_size,
+        "request.timeout.ms": request_timeout_ms,
+        # Records not acknowledged when an attempt ends are purged by send(); this bound only
+        # makes librdkafka give up by itself no later than the attempt would.
+        "message.timeout.ms": request_timeout_ms,
+        "retry.backoff.ms": backoff_ms,
+        "retry.backoff.max.ms": backoff_max_ms,
+        # librdkafka's default reconnect backoff grows to 10 s: after an outage the first
+        # attempt would wait that long. Keep it within the worker's own backoff.
+        "reconnect.backoff.ms": backoff_ms,
+        "reconnect.backoff.max.ms": backoff_max_ms,
+        # murmur2 for keyed records, like Kafka's Java client and kafka-python, so a key lands
+        # on the same partition whichever transport sent it; unkeyed records spread randomly.
+        "partitioner": "murmur2_random",
+    }
+    if c.client_id:
+        props["client.id"] = c.client_id
+    props.update(_security_properties(c))
+    return props
+
+
+def _security_properties(config: HandlerConfig) -> dict[str, Any]:
+    """librdkafka properties for the handler's security options (TLS, SASL), if any are set."""
+    # getattr: the options are read only where the config has them.
+    protocol = getattr(config, "security_protocol", None)
+    if protocol is None or str(protocol).upper() == "PLAINTEXT":
+        return {}
+    props: dict[str, Any] = {"security.protocol": str(protocol).lower()}
+    for option, prop in SECURITY_PROPERTIES.items():
+        value = getattr(config, option, None)
+        if option == "security_protocol" or value is None:
+            continue
+        if option == "ssl_check_hostname":
+            if str(protocol).upper() in ("SSL", "SASL_SSL"):
+                props[prop] = "https" if value else "none"
+            continue
+        reveal = getattr(value, "reveal", None)  # a kafkalog Secret: the client needs the text
+        props[prop] = reveal() if callable(reveal) else value
+    return props
+
+
+def _validate(props: Mapping[str, Any]) -> str | None:
+    """librdkafka's complaint about ``props``, or None. Builds (and at once drops) a producer.
+
+    Only librdkafka knows its properties and their ranges. Without ``bootstrap.servers`` the
+    producer makes no connection, so this is a few milliseconds of local work.
+    """
+    trial = {k: v for k, v in props.items() if k not in ("bootstrap.servers", "logger")}
+    trial["logger"] = _LibrdkafkaLog()
+    try:
+        producer = confluent_kafka.Producer(trial)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        return err.str() if isinstance(err, KafkaError) else str(exc)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    producer.close()
+    return None
+
+
+def check_producer_config(config: HandlerConfig) -> None:
+    """Check the librdkafka properties of ``config`` at construction; ConfigError if refused.
+
+    For this transport ``producer_config`` holds librdkafka property names (``"security.protocol"``,
+    ``"sasl.username"``, ...). A name librdkafka does not know, a bad value, or a property
+    kafkalog manages is refused here rather than on the worker thread.
+    """
+    managed = sorted(MANAGED_PROPERTIES & set(config.producer_config))
+    if managed:
+        raise ConfigError(
+            "producer_config",
+            f"sets {managed}: kafkalog sets these from its own options (see docs/transports.md)",
+        )
+    by_property = {prop: option for option, prop in SECURITY_PROPERTIES.items()}
+    by_property.update(_SECURITY_ALIASES)
+    for prop in sorted(config.producer_config):
+        option = by_property.get(prop)
+        if option is not None and hasattr(config, option):
+            raise ConfigError(
+                "producer_config", f"sets {prop!r}: use the handler option {option!r} instead"
+            )
+    own = producer_properties(config)
+    problem = _validate(own)
+    if problem is not None:
+        raise ConfigError("transport", f"librdkafka refuses kafkalog's settings: {problem}")
+    problem = _validate({**own, **config.producer_config})
+    if problem is not None:
+        raise ConfigError("producer_config", f"librdkafka refuses it: {problem}")
+
+
+_PENDING = TransportError("no delivery report yet", retriable=True, cause_name="_PENDING")
+
+
+class _Outcome:
+    """Delivery results of one send(), filled in by librdkafka's delivery callbacks."""
+
+    __slots__ = ("closed", "open", "results")
+
+    def __init__(self, count: int) -> None:
+        self.results: list[TransportError | None] = [_PENDING] * count
+        self.open = 0
+        self.closed = False
+
+    def delivered(self, index: int, err: KafkaError | None, _msg: Any) -> None:
+        if self.closed:
+            return  # a report after send() returned: the worker has already acted on results
+        self.results[index] = None if err is None else classify_error(err)
+        self.open -= 1
+
+
+class ConfluentTransport:
+    """A :class:`~kafkalog.transport.Transport` over ``confluent_kafka.Producer`` (librdkafka).
+
+    .. versionadded:: 0.2.0
+    """
+
+    def __init__(
+        self,
+        config: HandlerConfig,
+        *,
+        on_new_client: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._topic = config.topic
+        self._partition = config.partition
+        self._on_new_client = on_new_client
+        self._clock = clock
+        self._producer: confluent_kafka.Producer | None = None
+        self._interrupted = threading.Event()
+        self._fatal = False
+        self._last_client_error: str | None = None
+
+    def producer_settings(self) -> dict[str, Any]:
+        """The librdkafka properties kafkalog gives the producer (``producer_config`` last)."""
+        props = producer_properties(self._config)
+        props.update(self._config.producer_config)
+        return props
+
+    def _ensure_producer(self) -> confluent_kafka.Producer:
+        producer = self._producer
+        if producer is None:
+            props = self.producer_settings()
+            props["logger"] = _LibrdkafkaLog()
+            props["error_cb"] = self._client_error
+            # librdkafka connects in the background: building it never waits for a broker.
+            producer = confluent_kafka.Producer(props)
+            self._producer = producer
+            self._fatal = False
+            self._last_client_error = None
+            if self._on_new_client is not None:
+                self._on_new_client()
+        return producer
+
+    def _client_error(self, err: KafkaError) -> None:
+        """librdkafka's error callback (served on the worker thread, from poll/flush)."""
+        self._last_client_error = f"{err.name()}: {err.str()}"
+        if err.fatal():
+            self._fatal = True
+
+    def send(
+        self, records: Sequence[OutRecord], timeout_s: float, topic: str | None = None
+    ) -> list[TransportError | None]:
+        """Send the batch and wait for acknowledgements, up to ``timeout_s``."""
+        if not records:
+            return []
+        deadline = self._clock() + timeout_s
+        try:
+            producer = self._ensure_producer()
+        except Exception as exc:
+            return [classify(exc)] * len(records)
+        partition = -1  # librdkafka's "unassigned": its partitioner decides
+        if topic is None:
+            topic = self._topic
+            if self._partition is not None:
+                partition = self._partition
+        outcome = _Outcome(len(records))
+        report = outcome.delivered
+        messages: list[dict[str, Any]] = [
+            {"value": value, "key": key, "callback": functools.partial(report, i)}
+            for i, (value, key) in enumerate(records)
+        ]
+        try:
+            # One call hands the whole batch to librdkafka (much cheaper than a produce() per
+            # record); a message it could not queue gets an "_error" entry and no report.
+            outcome.open = producer.produce_batch(topic, messages, partition=partition)
+        except Exception as exc:
+            return [classify(exc)] * len(records)
+        if outcome.open < len(records):
+            for i, message in enumerate(messages):
+                err = message.get("_error")
+                if err is not None:
+                    outcome.results[i] = (
+                        classify_error(err) if isinstance(err, KafkaError) else classify(err)
+                    )
+
+        # flush() makes librdkafka send at once and serves the delivery callbacks; it waits in
+        # slices so that interrupt() is noticed promptly.
+        while outcome.open > 0 and not self._interrupted.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                break
+            producer.flush(min(remaining, WAIT_SLICE_S))
+
+        if outcome.open > 0:
+            # Out of time: take the rest back from librdkafka, so that it can not deliver them
+            # by itself after the worker has decided to resend or spill them.
+            self._purge(producer)
+        outcome.closed = True
+        results = outcome.results
+        if outcome.open > 0:
+            timeout = self._timeout_error()
+            results = [timeout if r is _PENDING else r for r in results]
+        if self._fatal:
+            # The idempotent producer's state is broken for good: start a new one next time.
+            self._discard_producer()
+        return results
+
+    def _purge(self, producer: confluent_kafka.Producer) -> None:
+        """Take every unacknowledged record out of librdkafka and serve their reports."""
+        try:
+            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            producer.poll(0)
+        except Exception:
+            log.debug("purging the producer", exc_info=True)
+
+    def _timeout_error(self) -> TransportError:
+        last = self._last_client_error
+        detail = f" (last client error: {last})" if last else ""
+        return TransportError(
+            f"_MSG_TIMED_OUT: not acknowledged in time{detail}",
+            retriable=True,
+            cause_name="_MSG_TIMED_OUT",
+        )
+
+    def _discard_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            self._purge(producer)
+            _close_in_background(producer, 0.0)
+
+    def interrupt(self) -> None:
+        """Cut short the ``send`` in progress and any later ones (used at close)."""
+        self._interrupted.set()
+
+    def close(self, timeout_s: float) -> None:
+        """Drop what librdkafka still holds (the worker has resolved every record) and stop it."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            self._purge(producer)
+            _close_in_background(producer, min(max(0.0, timeout_s), _CLOSE_WAIT_S))
+
+    def disown(self) -> None:
+        """In a forked child: forget the parent's producer without touching it.
+
+        librdkafka's threads do not exist in the child, and destroying the producer there waits
+        for them (it hangs). So the child keeps it alive forever: one extra reference that is
+        never released, so that neither the garbage collector nor interpreter shutdown
+        destroys it.
+        """
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
+
+
+def _close_in_background(producer: confluent_kafka.Producer, wait_s: float) -> None:
+    """Close ``producer`` on a daemon thread, waiting at most ``wait_s`` for it.
+
+    Destroying a librdkafka client joins its threads, which can take a while when one of them
+    is inside a blocking call (a DNS lookup); the worker must stay bounded.
+    """
+    thread = threading.Thread(
+        target=producer.close, name="kafkalog-confluent-close", daemon=True
+    )
+    thread.start()
+    thread.join(wait_s)

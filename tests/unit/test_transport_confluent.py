@@ -1,0 +1,312 @@
+"""The ``transport`` option and the confluent-kafka (librdkafka) transport, without a broker."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from kafkalog import KafkaHandler
+from kafkalog.config import HandlerConfig
+from kafkalog.errors import ConfigError
+from kafkalog.transport import KafkaPythonTransport, build_transport
+from kafkalog.transport_confluent import (
+    ConfluentTransport,
+    check_producer_config,
+    classify,
+    classify_error,
+    producer_properties,
+)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def config(**options: Any) -> HandlerConfig:
+    return HandlerConfig.from_options({"topic": "t", "transport": "confluent", **options})
+
+
+# -- the option ------------------------------------------------------------------------------
+
+
+def test_transport_defaults_to_kafka_python() -> None:
+    assert HandlerConfig.from_options({"topic": "t"}).transport == "kafka-python"
+
+
+@pytest.mark.parametrize("given", ["confluent", " Confluent ", "CONFLUENT"])
+def test_transport_accepts_confluent_in_any_case(given: str) -> None:
+    assert HandlerConfig.from_options({"topic": "t", "transport": given}).transport == "confluent"
+
+
+def test_unknown_transport_is_a_config_error_naming_the_option() -> None:
+    with pytest.raises(ConfigError, match="one of kafka-python, confluent") as info:
+        HandlerConfig.from_options({"topic": "t", "transport": "librdkafka"})
+    assert info.value.option == "transport"
+
+
+def test_confluent_without_the_package_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "confluent_kafka" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError, match=r"kafkalog\[confluent\]") as info:
+        KafkaHandler(topic="t", transport="confluent", spill_dir=None)
+    assert info.value.option == "transport"
+
+
+def test_factory_builds_the_transport_the_option_names() -> None:
+    assert isinstance(build_transport(config()), ConfluentTransport)
+    default = HandlerConfig.from_options({"topic": "t"})
+    assert isinstance(build_transport(default), KafkaPythonTransport)
+
+
+def test_the_default_transport_never_imports_confluent_kafka() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, logging
+        from kafkalog import KafkaHandler
+        h = KafkaHandler(topic="t", bootstrap_servers="127.0.0.1:1", spill_dir=None)
+        h.close()
+        assert "confluent_kafka" not in sys.modules, "imported without being chosen"
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+# -- mapping kafkalog's options to librdkafka's ------------------------------------------------
+
+
+def test_acks_all_makes_the_producer_idempotent_and_keys_use_murmur2() -> None:
+    props = producer_properties(config(bootstrap_servers="a:1,b:2", client_id="svc"))
+    assert props["bootstrap.servers"] == "a:1,b:2"
+    assert props["acks"] == "all"
+    assert props["enable.idempotence"] is True
+    assert props["partitioner"] == "murmur2_random"
+    assert props["client.id"] == "svc"
+    assert props["linger.ms"] == 0  # the worker lingers; each send ends in a flush
+
+
+def test_options_map_to_librdkafka_names_and_units() -> None:
+    props = producer_properties(
+        config(acks="1", compression_type="lz4", batch_size=32768, max_request_size=2_000_000,
+               request_timeout_ms=7000, retry_backoff_ms=0, retry_backoff_max_ms=2000)
+    )
+    assert props["acks"] == "1"
+    assert props["enable.idempotence"] is False
+    assert props["compression.type"] == "lz4"
+    assert props["batch.size"] == 32768
+    assert props["message.max.bytes"] == 2_000_000
+    assert props["request.timeout.ms"] == props["message.timeout.ms"] == 7000
+    assert props["retry.backoff.ms"] == 1  # librdkafka's minimum
+    assert props["retry.backoff.max.ms"] == props["reconnect.backoff.max.ms"] == 2000
+
+
+def test_out_of_range_timeouts_are_clamped_to_what_librdkafka_accepts() -> None:
+    props = producer_properties(config(request_timeout_ms=3_600_000,
+                                       retry_backoff_max_ms=1_000_000))
+    assert props["request.timeout.ms"] == 900_000
+    assert props["retry.backoff.max.ms"] == 300_000
+    check_producer_config(config(request_timeout_ms=3_600_000))  # no ConfigError
+
+
+needs_security_options = pytest.mark.skipif(
+    not hasattr(HandlerConfig, "security_protocol"), reason="no security options in this build"
+)
+
+
+@needs_security_options
+def test_security_options_map_to_librdkafka_properties(tmp_path: Any) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    props = producer_properties(
+        config(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+               sasl_username="logs", sasl_password="s3cret", ssl_cafile=str(ca),
+               ssl_check_hostname=False)
+    )
+    assert props["security.protocol"] == "sasl_ssl"
+    assert props["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert props["sasl.username"] == "logs"
+    assert props["sasl.password"] == "s3cret"
+    assert props["ssl.ca.location"] == str(ca)
+    assert props["ssl.endpoint.identification.algorithm"] == "none"
+    assert "security.protocol" not in producer_properties(config())
+
+
+@needs_security_options
+@pytest.mark.parametrize("prop", ["security.protocol", "sasl.password", "sasl.mechanisms"])
+def test_producer_config_may_not_set_what_a_security_option_sets(prop: str) -> None:
+    with pytest.raises(ConfigError, match="use the handler option") as info:
+        check_producer_config(config(producer_config={prop: "x"}))
+    assert info.value.option == "producer_config"
+
+
+# -- producer_config: librdkafka property names, checked at construction ----------------------
+
+
+def test_producer_config_takes_librdkafka_properties() -> None:
+    good = config(producer_config={"statistics.interval.ms": 0,
+                                   "socket.keepalive.enable": True})
+    check_producer_config(good)
+    assert ConfluentTransport(good).producer_settings()["socket.keepalive.enable"] is True
+
+
+@pytest.mark.parametrize(
+    "props",
+    [
+        {"no.such.property": 1},
+        {"max_in_flight_requests_per_connection": 1},  # kafka-python's spelling
+        {"socket.timeout.ms": "soon"},
+        {"queue.buffering.max.messages": -5},
+    ],
+)
+def test_producer_config_librdkafka_refuses_is_a_config_error(props: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="librdkafka refuses") as info:
+        KafkaHandler(topic="t", transport="confluent", spill_dir=None, producer_config=props)
+    assert info.value.option == "producer_config"
+
+
+@pytest.mark.parametrize(
+    "name", ["enable.idempotence", "linger.ms", "queue.buffering.max.ms", "message.timeout.ms",
+             "transactional.id", "on_delivery", "bootstrap.servers"]
+)
+def test_producer_config_may_not_set_what_kafkalog_manages(name: str) -> None:
+    with pytest.raises(ConfigError, match="kafkalog sets these") as info:
+        check_producer_config(config(producer_config={name: "x"}))
+    assert info.value.option == "producer_config"
+
+
+def test_confluent_needs_no_python_codec_package() -> None:
+    # librdkafka has every codec built in: no lz4/zstandard/snappy import is checked.
+    handler = KafkaHandler(topic="t", transport="confluent", compression_type="zstd",
+                           bootstrap_servers="127.0.0.1:1", spill_dir=None)
+    handler.close()
+
+
+# -- errors, by code and flags, never by text ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+     KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._QUEUE_FULL,
+     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS,
+     KafkaError.REQUEST_TIMED_OUT, KafkaError.TOPIC_AUTHORIZATION_FAILED,
+     KafkaError.SASL_AUTHENTICATION_FAILED],
+)
+def test_transient_codes_are_retriable(code: int) -> None:
+    err = classify_error(KafkaError(code))
+    assert err.retriable
+    assert err.cause_name == KafkaError(code).name()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [KafkaError.MSG_SIZE_TOO_LARGE, KafkaError._BAD_MSG, KafkaError.INVALID_RECORD,
+     KafkaError.RECORD_LIST_TOO_LARGE, KafkaError.INVALID_TIMESTAMP, KafkaError.TOPIC_EXCEPTION,
+     KafkaError._UNKNOWN_PARTITION, KafkaError._INVALID_ARG],
+)
+def test_codes_for_records_kafka_refuses_are_not_retriable(code: int) -> None:
+    assert not classify_error(KafkaError(code)).retriable
+
+
+@pytest.mark.parametrize("reason", ["timed out", "Message size too large", "retriable", ""])
+def test_the_message_text_does_not_change_the_classification(reason: str) -> None:
+    assert classify_error(KafkaError(KafkaError._MSG_TIMED_OUT, reason)).retriable
+    assert not classify_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, reason)).retriable
+
+
+def test_librdkafkas_own_flags_make_an_error_retriable() -> None:
+    # A fatal error breaks the producer, not the record: a new producer may deliver it.
+    assert classify_error(KafkaError(KafkaError.INVALID_RECORD, fatal=True)).retriable
+    assert classify_error(KafkaError(KafkaError.INVALID_RECORD, retriable=True)).retriable
+
+
+def test_exceptions_are_classified_by_type() -> None:
+    wrapped = classify(KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE)))
+    assert not wrapped.retriable
+    assert wrapped.cause_name == "MSG_SIZE_TOO_LARGE"
+    assert classify(BufferError("queue full")).retriable
+    assert classify(ConnectionResetError()).retriable
+    assert not classify(TypeError("bad value")).retriable
+
+
+# -- the transport without a broker: bounded, interruptible, fork-safe ---------------------------
+
+
+def test_send_to_an_unreachable_broker_returns_retriable_errors_in_time() -> None:
+    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{closed_port()}"))
+    try:
+        started = time.monotonic()
+        results = transport.send([(b"a", None), (b"b", b"k")], timeout_s=0.5)
+        took = time.monotonic() - started
+        assert 0.4 < took < 2.0
+        assert len(results) == 2
+        assert all(r is not None and r.retriable for r in results)
+        # Nothing is left in librdkafka to be sent behind the worker's back.
+        producer = transport._producer
+        assert producer is not None
+        assert len(producer) == 0
+    finally:
+        transport.close(1.0)
+
+
+def test_interrupt_cuts_a_waiting_send_short() -> None:
+    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{closed_port()}"))
+    results: list[Any] = []
+    sender = threading.Thread(target=lambda: results.extend(transport.send([(b"x", None)], 30)))
+    started = time.monotonic()
+    sender.start()
+    time.sleep(0.2)  # let it reach the wait; what is checked is the bound below
+    transport.interrupt()
+    sender.join(5)
+    assert not sender.is_alive()
+    assert time.monotonic() - started < 2.0
+    assert results and results[0] is not None and results[0].retriable
+    transport.close(1.0)
+
+
+def test_empty_batch_sends_nothing() -> None:
+    transport = ConfluentTransport(config(bootstrap_servers="127.0.0.1:1"))
+    assert transport.send([], 1.0) == []
+    assert transport._producer is None
+
+
+def test_a_forked_child_exits_normally_after_disowning_the_parents_producer() -> None:
+    # Destroying an inherited librdkafka client in a child waits for threads that do not exist
+    # there; disown() must make sure that never happens, even at interpreter shutdown.
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from kafkalog.config import HandlerConfig
+        from kafkalog.transport_confluent import ConfluentTransport
+        config = HandlerConfig.from_options({{
+            "topic": "t", "transport": "confluent", "bootstrap_servers": "127.0.0.1:{closed_port()}"
+        }})
+        transport = ConfluentTransport(config)
+        transport.send([(b"x", None)], 0.3)
+        pid = os.fork()
+        if pid == 0:
+            transport.disown()
+            del transport
+            sys.exit(0)
+        _, status = os.waitpid(pid, 0)
+        transport.close(1.0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
