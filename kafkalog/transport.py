@@ -104,40 +104,6 @@ def check_compression_available(codec: str) -> str | None:
     return None
 
 
-def check_transport_config(config: HandlerConfig) -> None:
-    """Check, at construction, what the transport ``config.transport`` names needs.
-
-    Raises :class:`~kafkalog.errors.ConfigError` naming the option at fault.
-    """
-    if config.transport == "confluent":
-        # Imported only when chosen: confluent-kafka is an optional extra.
-        from kafkalog.transport_confluent import (  # noqa: PLC0415
-            check_producer_config as check_confluent,
-        )
-
-        check_confluent(config)  # librdkafka has every codec built in
-        return
-    missing = check_compression_available(config.compression_type)
-    if missing:
-        raise ConfigError(
-            "compression_type",
-            f"{config.compression_type!r} needs the {missing!r} package "
-            f"(pip install 'kafkalog[{config.compression_type}]')",
-        )
-    check_producer_config(config)
-
-
-def build_transport(
-    config: HandlerConfig, on_new_client: Callable[[], None] | None = None
-) -> Transport:
-    """The :class:`Transport` that ``config.transport`` names (kafka-python by default)."""
-    if config.transport == "confluent":
-        from kafkalog.transport_confluent import ConfluentTransport  # noqa: PLC0415
-
-        return ConfluentTransport(config, on_new_client=on_new_client)
-    return KafkaPythonTransport(config, on_new_client=on_new_client)
-
-
 class KafkaPythonTransport:
     """A :class:`Transport` over ``kafka.KafkaProducer`` (kafka-python)."""
 
@@ -213,10 +179,9 @@ class KafkaPythonTransport:
         producer, self._producer = self._producer, None
         if producer is not None:
             try:
-                # timeout=0: abandon what it still holds; the worker resends those records.
-                producer.close(timeout=0)
+                _abandon(producer)  # the worker resends what it still holds
             except Exception:
-                log.debug("closing a failed producer", exc_info=True)
+                log.debug("abandoning a failed producer", exc_info=True)
 
     def send(
         self, records: Sequence[OutRecord], timeout_s: float, topic: str | None = None
@@ -305,6 +270,8 @@ class KafkaPythonTransport:
                 producer.close(timeout=max(0.0, timeout_s))
             except Exception:
                 log.debug("closing the producer", exc_info=True)
+                with contextlib.suppress(Exception):
+                    _abandon(producer)  # not flushed in time: stop it anyway
 
     def disown(self) -> None:
         """In a forked child: drop the parent's producer without flushing or closing its sockets.
@@ -323,6 +290,22 @@ class KafkaPythonTransport:
 
 
 _ORPHANS: list[Any] = []
+
+
+def _abandon(producer: Any) -> None:
+    """Stop a kafka-python client now, failing what it still holds instead of waiting for it.
+
+    Its ``close()`` flushes first and, if records are still unacknowledged at the timeout
+    (always, with ``timeout=0``), raises before it stops the client's I/O thread. The client
+    would then live on, resending its batches by itself (duplicates of the records the worker
+    resends), and its ``__del__`` would close it again with a 1 s flush in whichever thread
+    dropped the last reference, an application thread included.
+    """
+    sender = getattr(producer, "_sender", None)
+    if sender is not None:
+        sender.force_close()  # the I/O thread fails its pending batches and exits
+    producer._closed = True  # kafka-python's own "already closed" flag: no more flushing
+    producer.close(timeout=0)  # now only unregisters its atexit hook
 
 
 class _Connect:
