@@ -124,6 +124,11 @@ def current() -> Mapping[str, Any]:
     return MappingProxyType(_fields.get())
 
 
+# The last span context seen and its ids: records logged in one span (the common case) skip
+# the formatting. Swapped as one tuple, so threads always read a matching pair.
+_last_span: tuple[object, tuple[str, str] | None] = (None, None)
+
+
 def trace_ids() -> tuple[str, str] | None:
     """``(trace_id, span_id)`` of the active OpenTelemetry span in hex, or ``None``.
 
@@ -131,13 +136,19 @@ def trace_ids() -> tuple[str, str] | None:
     never imports it, so an application without OpenTelemetry pays nothing), when no span is
     active, or when the span is not valid (e.g. the no-op tracer's). Never raises.
     """
+    global _last_span  # noqa: PLW0603 - a one-entry cache read on the hot path
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
     try:
         span_context = trace.get_current_span().get_span_context()
-        if not span_context.is_valid:
-            return None
-        return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+        last = _last_span
+        if last[0] is span_context:
+            return last[1]
+        ids = None
+        if span_context.is_valid:
+            ids = format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+        _last_span = (span_context, ids)
+        return ids
     except Exception:  # a half-imported or broken OpenTelemetry must not break logging
         return None
