@@ -104,6 +104,40 @@ def check_compression_available(codec: str) -> str | None:
     return None
 
 
+def check_transport_config(config: HandlerConfig) -> None:
+    """Check, at construction, what the transport ``config.transport`` names needs.
+
+    Raises :class:`~kafkalog.errors.ConfigError` naming the option at fault.
+    """
+    if config.transport == "confluent":
+        # Imported only when chosen: confluent-kafka is an optional extra.
+        from kafkalog.transport_confluent import (  # noqa: PLC0415
+            check_producer_config as check_confluent,
+        )
+
+        check_confluent(config)  # librdkafka has every codec built in
+        return
+    missing = check_compression_available(config.compression_type)
+    if missing:
+        raise ConfigError(
+            "compression_type",
+            f"{config.compression_type!r} needs the {missing!r} package "
+            f"(pip install 'kafkalog[{config.compression_type}]')",
+        )
+    check_producer_config(config)
+
+
+def build_transport(
+    config: HandlerConfig, on_new_client: Callable[[], None] | None = None
+) -> Transport:
+    """The :class:`Transport` that ``config.transport`` names (kafka-python by default)."""
+    if config.transport == "confluent":
+        from kafkalog.transport_confluent import ConfluentTransport  # noqa: PLC0415
+
+        return ConfluentTransport(config, on_new_client=on_new_client)
+    return KafkaPythonTransport(config, on_new_client=on_new_client)
+
+
 class KafkaPythonTransport:
     """A :class:`Transport` over ``kafka.KafkaProducer`` (kafka-python)."""
 
