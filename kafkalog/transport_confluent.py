@@ -282,7 +282,7 @@ def check_producer_config(config: HandlerConfig) -> None:
     problem = _validate(own)
     if problem is not None:
         raise ConfigError("transport", f"librdkafka refuses kafkalog's settings: {problem}")
-    problem = _validate({**own, **config.producer_config})
+    problem = _validate({**own, **config.producer_config}) if config.producer_config else None
     if problem is not None:
         raise ConfigError("producer_config", f"librdkafka refuses it: {problem}")
 
@@ -367,7 +367,11 @@ class ConfluentTransport:
         try:
             producer = self._ensure_producer()
         except Exception as exc:
-            return [classify(exc)] * len(records)
+            # A client that can not be built says nothing about the records: never dead-letter
+            # them for it (the settings were checked at construction; a file may have gone).
+            err = classify(exc)
+            err = TransportError(str(err), retriable=True, cause_name=err.cause_name)
+            return [err] * len(records)
         partition = -1  # librdkafka's "unassigned": its partitioner decides
         if topic is None:
             topic = self._topic
