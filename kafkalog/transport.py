@@ -404,6 +404,12 @@ class StartAt:
 TOPIC_METADATA_WAIT_S = 3.0
 
 
+def _consumer_request_timeout_ms(timeout_ms: int) -> int:
+    """A consumer's request timeout: kafka-python insists on fetch_max_wait_ms (500) <
+    request_timeout_ms < connections_max_idle_ms (540 s)."""
+    return min(max(timeout_ms, 1000), 120_000)
+
+
 class TopicMissingError(KafkalogError):
     """The topic does not exist (or has no partitions yet)."""
 
@@ -441,7 +447,7 @@ class TopicReader:
             enable_auto_commit=False,
             # Only reached for a partition we did not seek; the listener pauses new ones.
             auto_offset_reset="earliest" if start.beginning else "latest",
-            request_timeout_ms=max(timeout_ms, 1000),
+            request_timeout_ms=_consumer_request_timeout_ms(timeout_ms),
             bootstrap_timeout_ms=timeout_ms,
             **dict(client_config or {}),
         )
@@ -796,7 +802,7 @@ class ClusterProbe:
                 bootstrap_servers=self.servers,
                 group_id=None,
                 enable_auto_commit=False,
-                request_timeout_ms=max(timeout_ms, 1000),
+                request_timeout_ms=_consumer_request_timeout_ms(timeout_ms),
                 **self._config,
             )
             try:
