@@ -54,9 +54,10 @@ class KafkaHandler(logging.Handler):
     """A logging handler that ships each record as one JSON message to a Kafka topic.
 
     ``emit()`` only formats the record (JSON, with orjson) and appends it to a bounded queue;
-    a background thread batches the records and sends them with kafka-python. ``emit()`` never
-    does network I/O, never raises, and never waits longer than ``block_timeout_ms`` (policy
-    ``block``) or ``sync_timeout_ms`` (records at or above ``sync_level``).
+    a background thread batches the records and sends them with kafka-python (or librdkafka,
+    with ``transport="confluent"``; see ``docs/transports.md``). ``emit()`` never does network
+    I/O, never raises, and never waits longer than ``block_timeout_ms`` (policy ``block``) or
+    ``sync_timeout_ms`` (records at or above ``sync_level``).
 
     Options are keyword arguments named like Kafka's producer settings; see
     :class:`~kafkalog.config.HandlerConfig` and ``docs/configuration.md``. A bad option raises
