@@ -132,9 +132,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--close-timeout-ms", type=int, default=5000,
+                        help="how long to keep trying Kafka at exit (records left are on disk)")
     args = parser.parse_args()
     handler = KafkaHandler(topic=os.environ.get("KAFKALOG_TOPIC", "asyncio-logs"),
-                           key="request_id", linger_ms=20)
+                           key="request_id", linger_ms=20,
+                           close_timeout_ms=args.close_timeout_ms)
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False

@@ -65,8 +65,8 @@ def django_shop(kafka_broker: Any, topic: str, monkeypatch: pytest.MonkeyPatch) 
     django = pytest.importorskip("django")
     from django.conf import settings  # noqa: PLC0415 - only once Django is known to be there
 
-    if settings.configured:
-        pytest.skip("Django was already set up in this process with other settings")
+    if settings.configured:  # a test that configures Django must run it in a subprocess
+        pytest.fail("Django was already set up in this process with other settings")
     monkeypatch.setenv("KAFKALOG_BOOTSTRAP_SERVERS", kafka_broker.bootstrap)
     monkeypatch.setenv("KAFKALOG_TOPIC", topic)
     monkeypatch.setenv("SHOP_DATABASE", ":memory:")
@@ -204,14 +204,16 @@ def test_asyncio_example_delivers_every_task_record(kafka_broker: Any, topic: st
             "order received", "step 0 done", "step 1 done", "step 2 done", "order done"]
 
 
-def test_asyncio_loop_keeps_running_while_kafka_is_unreachable(tmp_path: Path) -> None:
+def test_asyncio_loop_keeps_running_while_kafka_is_unreachable() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: connections are refused
     env = {**os.environ, "KAFKALOG_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
            "KAFKALOG_TOPIC": "unreachable"}
-    done = subprocess.run([sys.executable, str(EXAMPLES / "asyncio_app.py"), "--requests", "100"],
-                          env=env, capture_output=True, text=True, timeout=180, check=False)
+    command = [sys.executable, str(EXAMPLES / "asyncio_app.py"), "--requests", "100",
+               "--close-timeout-ms", "300"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180,
+                          check=False)
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 1  # nothing delivered...
     assert summary["spilled"] == summary["records"] == 500  # ...everything kept on disk
