@@ -92,7 +92,8 @@ def bind(**fields: Any) -> Binding:
     ``with`` exit) undoes this call.
     """
     current_fields = _fields.get()
-    return Binding(_fields.set({**current_fields, **fields} if current_fields else dict(fields)))
+    # ``fields`` is a fresh dict made for this call, so it can be stored as it is.
+    return Binding(_fields.set({**current_fields, **fields} if current_fields else fields))
 
 
 def unbind(*names: str) -> Binding:
