@@ -180,6 +180,19 @@ def test_fields_are_read_on_the_logging_thread_not_the_worker(logger: logging.Lo
     assert "request_id" not in by_msg["second"]
 
 
+def test_key_option_uses_a_bound_field_when_the_record_has_none(logger: logging.Logger) -> None:
+    transport = MemoryTransport()
+    handler = KafkaHandler(topic="t", linger_ms=0, spill_dir=None, key="request_id",
+                           transport_factory=MemoryTransport.factory(transport))
+    logger.addHandler(handler)
+    with context.bound(request_id="bound-1"):
+        logger.info("bound")
+        logger.info("extra wins", extra={"request_id": "extra-2"})
+    logger.info("no key")
+    assert handler.flush(5.0)
+    assert [key for _value, key in transport.records] == [b"bound-1", b"extra-2", None]
+
+
 # --------------------------------------------------------------------------- precedence
 
 
