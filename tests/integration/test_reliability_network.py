@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +179,7 @@ def test_network_faults_lose_nothing_and_never_stall_the_caller(
             "proxy": vars(counters),
             "handler": {k: stats[k] for k in ("delivered", "spilled", "replayed", "retries",
                                               "failed", "dropped", "dead_lettered")},
+            "duplicate_ranges": _duplicate_ranges(consumed, run),
             "calls_over_10ms": latency.get("over_10ms"),
             "caller_p999_ms": latency.get("p999"),
         },
@@ -192,6 +194,20 @@ def test_network_faults_lose_nothing_and_never_stall_the_caller(
     # proxy dropped bytes and reset live connections.
     assert stats["retries"] > 0 and stats["spilled"] > 0, stats
     assert counters.bytes_dropped > 0 and counters.resets > 0, counters
+
+
+def _duplicate_ranges(consumed: list[dict[str, Any]], run: str) -> list[str]:
+    """Runs of consecutive records consumed more than once, as "src#first-last" (at most 10):
+    a whole resent batch shows up as one run."""
+    copies = Counter((r["src"], r["seq"]) for r in consumed if r.get("run") == run)
+    dup = sorted(rid for rid, n in copies.items() if n > 1)
+    ranges: list[list[Any]] = []
+    for src, seq in dup:
+        if ranges and ranges[-1][0] == src and ranges[-1][2] == seq - 1:
+            ranges[-1][2] = seq
+        else:
+            ranges.append([src, seq, seq])
+    return [f"{src}#{a}-{b}" for src, a, b in ranges[:10]]
 
 
 def _producer_threads() -> set[threading.Thread]:
