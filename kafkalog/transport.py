@@ -14,7 +14,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -651,6 +651,34 @@ class _CaughtErrors(logging.Handler):
             self.errors.append(record.exc_info[1])
 
 
+@contextlib.contextmanager
+def _kafka_log_errors() -> Iterator[_CaughtErrors]:
+    """Catch what kafka-python logs meanwhile, even if its loggers were disabled (a
+    ``dictConfig`` with ``disable_existing_loggers`` does that) or set to a high level."""
+    catcher = _CaughtErrors()
+    source = logging.getLogger("kafka")
+    loggers = [source] + [
+        found
+        for name, found in list(logging.root.manager.loggerDict.items())
+        if name.startswith("kafka.") and isinstance(found, logging.Logger)
+    ]
+    saved = [(each, each.disabled, each.level) for each in loggers]
+    for each in loggers:
+        each.disabled = False
+        if each.level > logging.WARNING:
+            each.setLevel(logging.WARNING)
+    if source.getEffectiveLevel() > logging.WARNING:
+        source.setLevel(logging.WARNING)
+    source.addHandler(catcher)
+    try:
+        yield catcher
+    finally:
+        source.removeHandler(catcher)
+        for each, disabled, level in saved:
+            each.disabled = disabled
+            each.setLevel(level)
+
+
 @dataclass(frozen=True)
 class TopicInfo:
     """What the cluster says about a topic."""
@@ -708,13 +736,11 @@ class ClusterProbe:
 
     def connect(self) -> dict[str, Any]:
         """Bootstrap a Kafka admin client (TLS and SASL included); return the cluster info."""
-        catcher = _CaughtErrors()
-        source = logging.getLogger("kafka")
-        level = source.level
-        source.addHandler(catcher)
-        if source.getEffectiveLevel() > logging.WARNING:
-            source.setLevel(logging.WARNING)
         timeout_ms = int(self._timeout_s * 1000)
+        with _kafka_log_errors() as catcher:
+            return self._connect(catcher, timeout_ms)
+
+    def _connect(self, catcher: _CaughtErrors, timeout_ms: int) -> dict[str, Any]:
         try:
             self._admin = kafka.KafkaAdminClient(
                 bootstrap_servers=self.servers,
@@ -730,9 +756,6 @@ class ClusterProbe:
             kind = next((k for k in ("tls", "sasl", "refused", "dns") if k in kinds), "kafka")
             detail = next((e for e, k in zip(seen, kinds, strict=True) if k == kind), exc)
             raise ProbeError(kind, f"{type(detail).__name__}: {detail}") from exc
-        finally:
-            source.removeHandler(catcher)
-            source.setLevel(level)
         return info
 
     def topic(self, name: str) -> TopicInfo:

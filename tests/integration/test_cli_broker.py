@@ -293,10 +293,13 @@ def test_check_on_a_missing_topic_with_auto_create_disabled(strict_broker: Kafka
     ],
 )
 def test_probe_tells_tls_and_sasl_failures_apart(
-    kafka_broker: Any, client_config: dict[str, Any], kind: str
+    kafka_broker: Any, client_config: dict[str, Any], kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A client speaking TLS (or SASL) to a plain listener fails its handshake; kafka-python
-    # only logs the cause and then times out, and the probe must still name the cause.
+    # only logs the cause and then times out, and the probe must still name the cause, even
+    # when kafka-python's loggers were disabled (as dictConfig does to loggers it does not name).
+    disabled = logging.getLogger("kafka.net.manager")
+    monkeypatch.setattr(disabled, "disabled", True)
     probe = ClusterProbe([kafka_broker.bootstrap], client_config=client_config, timeout_s=2)
     try:
         with pytest.raises(ProbeError) as exc:
@@ -304,3 +307,4 @@ def test_probe_tells_tls_and_sasl_failures_apart(
     finally:
         probe.close()
     assert exc.value.kind == kind
+    assert disabled.disabled  # left as it was
