@@ -31,7 +31,6 @@ import contextlib
 import socket
 import struct
 import threading
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from types import TracebackType
@@ -66,8 +65,7 @@ class ProxyCounters:
 class _Link:
     """One client connection and its upstream connection, with a pump per direction."""
 
-    def __init__(self, proxy: FaultProxy, client: asyncio.StreamWriter) -> None:
-        self.proxy = proxy
+    def __init__(self, client: asyncio.StreamWriter) -> None:
         self.client = client
         self.upstream: asyncio.StreamWriter | None = None
         self.dead = False  # black-holed: drops every byte until it closes
@@ -202,15 +200,6 @@ class FaultProxy:
 
         return self._call(snapshot())
 
-    def wait_for_connections(self, count: int, timeout_s: float) -> bool:
-        """Wait until at least ``count`` connections are open. True if they are in time."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.counters().open_connections >= count:
-                return True
-            time.sleep(0.05)  # polling the loop thread's state; bounded by timeout_s
-        return self.counters().open_connections >= count
-
     def close(self) -> None:
         """Stop listening, reset all connections and end the loop thread."""
         if self._loop is None:
@@ -274,7 +263,7 @@ class FaultProxy:
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._counters.accepted += 1
-        link = _Link(self, writer)
+        link = _Link(writer)
         self._links.add(link)
         try:
             if self._mode == BLACKHOLE:
