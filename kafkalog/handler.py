@@ -171,7 +171,10 @@ class KafkaHandler(logging.Handler):
             return
         local.active = True
         try:
-            value = self._encode(record)
+            # A right-sized copy: orjson 3.12+ returns its output in an over-allocated buffer
+            # (4 KiB at least, never trimmed), so a queued record would pin ~10x its length
+            # and queue_max_bytes would not bound the queue's memory.
+            value = bytes(memoryview(self._encode(record)))
             key = self._key_of(record) if self._key_of is not None else None
             sync = self._sync_level is not None and record.levelno >= self._sync_level
             waiter = threading.Event() if sync else None

@@ -258,6 +258,26 @@ def logging_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextmanager
+def _rss_sampler(interval_s: float = 0.5) -> Iterator[list[tuple[float, float]]]:
+    """Sample the RSS (MB) every ``interval_s`` seconds, to see *when* memory grows."""
+    samples: list[tuple[float, float]] = []
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def run() -> None:
+        while not stop.wait(interval_s):
+            samples.append((round(time.monotonic() - started, 1), round(_rss_mb(), 1)))
+
+    thread = threading.Thread(target=run, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        thread.join(5.0)
+
+
+@contextmanager
 def _acknowledger(
     handler: Any, progress: Progress | None, logged: list[int], interval_s: float
 ) -> Iterator[dict[str, int]]:
@@ -372,7 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     workers = [threading.Thread(target=worker, args=(t,), name=f"app-{t}") for t in range(threads)]
     for w in workers:
         w.start()
-    with _acknowledger(handler, progress, logged, args.ack_interval_ms / 1000) as acks:
+    with _rss_sampler() as rss_samples, \
+            _acknowledger(handler, progress, logged, args.ack_interval_ms / 1000) as acks:
         gate.wait()
         log_started = time.monotonic()
         if progress is not None:
@@ -380,11 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for w in workers:
             w.join()
         log_seconds = time.monotonic() - log_started
-    if progress is not None:
-        progress.state = STATE_FLUSHING
-    flush_ok = handler.flush(args.flush_timeout_s)
-    stats = handler.stats()
-    logging.shutdown()  # closes the handler: what an application does at exit
+        logging_peak_rss = max((rss for _, rss in rss_samples), default=_rss_mb())
+        if progress is not None:
+            progress.state = STATE_FLUSHING
+        flush_ok = handler.flush(args.flush_timeout_s)
+        stats = handler.stats()
+        logging.shutdown()  # closes the handler: what an application does at exit
     final = handler.stats()
     merged = array("q")
     for lat in latencies:
@@ -403,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration_s": time.monotonic() - started,
         "baseline_rss_mb": baseline_rss,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "logging_peak_rss_mb": logging_peak_rss,  # sampled, while the threads logged
+        "rss_samples": rss_samples,  # (seconds since logging started, MB)
         "stats_after_flush": {k: v for k, v in stats.items() if not isinstance(v, dict)},
         "stats": {k: v for k, v in final.items() if not isinstance(v, dict)},
     }
