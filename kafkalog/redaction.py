@@ -137,7 +137,10 @@ class Redactor:
     def field(self, key: object, value: Any) -> Any:
         """``value`` as it may be written under top-level field ``key``: masked, or with every
         matching key inside it masked (a copy), or ``value`` itself when nothing matched."""
-        if self.matches(key):
+        hit = self._cache.get(key) if type(key) is str else None
+        if hit is None:
+            hit = self.matches(key)
+        if hit:
             return MASK
         if type(value) in _LEAF_TYPES:
             return value
@@ -157,11 +160,18 @@ class Redactor:
 
         ``path`` holds the ids of the containers being walked. A cycle is replaced by a
         placeholder: writing the original object there would put its unmasked values back.
+        Leaf values and cached key decisions are handled inline: this runs once per container
+        of every extra, on the application's thread.
         """
         t = type(value)
         if t in _LEAF_TYPES:
             return value
-        if isinstance(value, Mapping):
+        # Exact types first: isinstance() against an ABC such as Mapping is comparatively slow.
+        if t is dict:
+            items = list(value.items())
+        elif t is list or t is tuple:
+            return self._walk_sequence(value, depth, path)
+        elif isinstance(value, Mapping):
             items = list(value.items())
         elif isinstance(value, tuple) and callable(getattr(value, "_asdict", None)):
             items = list(value._asdict().items())  # type: ignore[attr-defined]  # named tuple
@@ -180,24 +190,32 @@ class Redactor:
             return _TOO_DEEP
         marker = id(value)
         if marker in path:
-            return f"<cycle: {type(value).__qualname__}>"
+            return f"<cycle: {t.__qualname__}>"
         path.add(marker)
+        cache = self._cache
+        leaf = _LEAF_TYPES
+        # The copy is only made from the first change on: most containers hold no secret.
+        out: dict[Any, Any] | None = None
         try:
-            out: dict[Any, Any] = {}
-            any_masked = False
-            for key, item in items:
-                if self.matches(key):
-                    out[key] = MASK
-                    any_masked = True
-                    continue
-                new = self._walk(item, depth + 1, path)
-                if new is not item:
-                    any_masked = True
-                out[key] = new
+            for index, (key, item) in enumerate(items):
+                hit = cache.get(key) if type(key) is str else None
+                if hit is None:
+                    hit = self.matches(key)
+                if hit:
+                    new: Any = MASK
+                elif type(item) in leaf:
+                    new = item
+                else:
+                    new = self._walk(item, depth + 1, path)
+                if out is not None:
+                    out[key] = new
+                elif new is not item or hit:
+                    out = dict(items[:index])
+                    out[key] = new
         finally:
             path.discard(marker)
         # Unchanged: the original object, so orjson writes it exactly as it would have.
-        return out if any_masked else value
+        return value if out is None else out
 
     def _walk_sequence(self, value: Any, depth: int, path: set[int]) -> Any:
         if depth >= _MAX_DEPTH:
@@ -206,11 +224,16 @@ class Redactor:
         if marker in path:
             return f"<cycle: {type(value).__qualname__}>"
         path.add(marker)
+        leaf = _LEAF_TYPES
+        walk = self._walk
         try:
             items = list(value)
-            out = [self._walk(item, depth + 1, path) for item in items]
+            out = [
+                item if type(item) in leaf else walk(item, depth + 1, path) for item in items
+            ]
         finally:
             path.discard(marker)
-        if all(new is old for new, old in zip(out, items, strict=True)):
-            return value
-        return out
+        for new, old in zip(out, items, strict=True):
+            if new is not old:
+                return out
+        return value
