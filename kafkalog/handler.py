@@ -247,18 +247,24 @@ class KafkaHandler(logging.Handler):
 
     # -- the worker's callbacks ----------------------------------------------------------------
 
-    def _overflow_to_spill(self, entry: Entry) -> bool:
-        """Queue full, policy ``spill``: write the record to disk on the caller's thread.
+    def _overflow_to_spill(self, entries: list[Entry], batch_in_hand: bool) -> bool:
+        """Queue full, policy ``spill``: write its oldest records to disk on the caller's thread.
 
         An append is one ``os.write`` (no fsync here: the worker syncs), so the caller does
-        not wait on the disk's flush.
+        not wait on the disk's flush. If the worker holds a batch taken from the queue, that
+        batch is older still: a slot ahead of these records is kept for it, in case it ends
+        up in the spill too.
         """
-        assert self._spill is not None
+        spill = self._spill
+        assert spill is not None
+        if batch_in_hand:
+            spill.reserve_slot()
         # Handed over either way: a record the store can not write is counted by the store
         # (spill_dropped), so it must not be counted again as dropped by the queue.
-        self._spill.append([(entry[0], entry[1])], sync=False)
-        if entry[2] is not None:
-            entry[2].set()
+        spill.append([(e[0], e[1]) for e in entries], sync=False)
+        for entry in entries:
+            if entry[2] is not None:
+                entry[2].set()
         self._worker.request_flush(0)  # wake the worker: it must replay behind these
         self._revive_worker()
         return True

@@ -20,7 +20,9 @@ Entry = tuple[bytes, "bytes | None", "threading.Event | None"]
 # bytes objects themselves, so that a flood of tiny records is bounded too.
 ENTRY_OVERHEAD_BYTES = 100
 
-OverflowSink = Callable[[Entry], bool]
+# Takes the oldest queued records (oldest first) and whether the worker holds a batch taken
+# from the queue (older still); True if it took them.
+OverflowSink = Callable[[list[Entry], bool], bool]
 
 
 def entry_size(entry: Entry) -> int:
@@ -84,7 +86,9 @@ class RecordQueue:
         with self._lock:
             full = len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
             if full and not self._make_room(size):
-                return self._overflow(entry)
+                handed_over = self._overflow(entry, size)
+                if handed_over is not None:
+                    return handed_over
             self._items.append(entry)
             self._bytes += size
             self.accepted += 1
@@ -114,16 +118,41 @@ class RecordQueue:
             return self._not_full.wait_for(lambda: self._fits(size), self._block_timeout_s)
         return False
 
-    def _overflow(self, entry: Entry) -> bool:
-        """With the lock held: the record did not fit. Hand it to the overflow sink or drop it."""
+    def _overflow(self, entry: Entry, size: int) -> bool | None:
+        """With the lock held: the record does not fit. None once room is made for it at the
+        tail; else True if the sink took the record itself, False if it was dropped.
+
+        With an overflow sink (policy ``spill``) the *oldest* queued records go to it, at
+        least a batch's worth, so that the new record takes its place at the tail: a record
+        never overtakes an older one on its way to Kafka (the spill is replayed before the
+        queue). Without one, the new record is dropped.
+        """
         # The sink is called with the lock held so that records overflowing from several
-        # threads reach it in the order they were refused.
+        # threads reach it in the order they were accepted.
         sink = self._overflow_sink if self._policy == "spill" else None
-        if sink is not None and sink(entry):
-            self.overflowed += 1
+        if sink is None:
+            self.dropped_newest += 1
+            return False
+        oldest: list[Entry] = []
+        freed = 0
+        items = self._items
+        while items and (not self._fits(size) or freed < self._batch_bytes):
+            old = items.popleft()
+            old_size = entry_size(old)
+            self._bytes -= old_size
+            freed += old_size
+            oldest.append(old)
+        self.removed += len(oldest)
+        if not self._fits(size):  # larger than the whole queue: it goes to the sink as well
+            sink([*oldest, entry], self.inflight_start is not None)
+            self.overflowed += len(oldest) + 1
+            self._progress.notify_all()
             return True
-        self.dropped_newest += 1
-        return False
+        # Handed over either way: a record the sink can not keep is counted by the sink.
+        sink(oldest, self.inflight_start is not None)
+        self.overflowed += len(oldest)
+        self._progress.notify_all()
+        return None
 
     # -- worker side -------------------------------------------------------------------------
 

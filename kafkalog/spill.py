@@ -231,6 +231,10 @@ class SpillStore:
         self._writer_id = secrets.token_bytes(8)
         self._lock_fd: int | None = None
         self._fd: int | None = None
+        # Sealed segments whose fsync is left to the worker's next sync() (see reserve_slot).
+        self._unsynced_fds: list[int] = []
+        # A segment number kept free for records older than the ones appended after it.
+        self._slot: int | None = None
         self._seq = 0
         self._active: _Segment | None = None
         self._pending: deque[_Segment] = deque()  # sealed and active segments, oldest first
@@ -318,17 +322,31 @@ class SpillStore:
         self._lock_fd = fd
 
     def _roll(self) -> None:
-        """Seal the active segment and start a new one (with the lock held)."""
+        """Seal the active segment (with the lock held); the next append starts a new one.
+
+        Its fsync is left to the next :meth:`sync`, which runs it outside the lock: an fsync
+        under the lock would make application threads that overflow into the spill (and, as
+        they hold the queue's lock meanwhile, every logging thread) wait for the disk.
+        """
+        self._seal_without_sync()
+
+    def _seal_without_sync(self) -> None:
+        """Seal the active segment now; its fsync is left to the next :meth:`sync`.
+
+        For application threads (queue overflow), which must not wait for the disk.
+        """
         if self._fd is not None:
-            self.sync()  # a failed fsync is counted there; sealing goes on
-            os.close(self._fd)
+            if self._dirty and self._fsync != "never":
+                self._unsynced_fds.append(self._fd)
+            else:
+                os.close(self._fd)
             self._fd = None
         self._active = None
 
-    def _open_segment(self) -> _Segment:
+    def _new_segment_file(self, seq: int) -> tuple[Path, int, int]:
+        """Create segment ``seq`` with its header: (path, fd, header size)."""
         self._open_lock()
-        self._seq += 1
-        path = self.directory / f"{self.writer_id}-{self._seq:010d}{SEGMENT_SUFFIX}"
+        path = self.directory / f"{self.writer_id}-{seq:010d}{SEGMENT_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW
         fd = os.open(path, flags, 0o600)
         header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
@@ -339,8 +357,14 @@ class SpillStore:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        return path, fd, len(header)
+
+    def _open_segment(self) -> _Segment:
+        self._open_lock()
+        self._seq += 1
+        path, fd, header_size = self._new_segment_file(self._seq)
         self._fd = fd
-        segment = _Segment(path, 0, len(header))
+        segment = _Segment(path, 0, header_size)
         self._active = segment
         self._pending.append(segment)
         return segment
@@ -348,13 +372,20 @@ class SpillStore:
     # -- writing -------------------------------------------------------------------------------
 
     def append(
-        self, records: Sequence[SpillRecord], *, dead_letter: bool = False, sync: bool = True
+        self,
+        records: Sequence[SpillRecord],
+        *,
+        dead_letter: bool = False,
+        sync: bool = True,
+        into_slot: bool = False,
     ) -> int:
         """Write ``records`` to the tail; returns how many were written (others dropped).
 
         Dead letters go to a separate ``.dead`` segment that replay never touches. With
         ``sync=False`` the fsync policy is left to the next call that syncs (used on the
-        application's threads, which must not wait for the disk).
+        application's threads, which must not wait for the disk). With ``into_slot`` and a
+        slot reserved (:meth:`reserve_slot`), the records go into it, ahead of everything
+        appended since the reservation.
         """
         if not records:
             return 0
@@ -362,7 +393,12 @@ class SpillStore:
             return self._append_dead_letter(records)
         frames = b"".join(encode_frame(encode_payload(v, k)) for v, k in records)
         with self._lock:
-            written = self._append_frames(frames, len(records))
+            if into_slot and self._slot is not None:
+                written = self._append_to_slot(frames, len(records))
+            else:
+                written = self._append_frames(frames, len(records))
+        if sync:
+            self._sync_sealed()  # a segment sealed by this append is synced, outside the lock
         if written and sync:
             self._maybe_sync()
         return written
@@ -401,6 +437,63 @@ class SpillStore:
             return count
         self._count_dropped(count, "disk full")
         return 0
+
+    def reserve_slot(self) -> None:
+        """Keep a place, ahead of whatever is appended from now on, for older records.
+
+        The queue overflowed while the worker holds a batch taken from it: those records are
+        older than the ones the overflow spills now, and if they end up in the spill they
+        must be replayed first (per-key order). The worker writes them with
+        ``append(..., into_slot=True)``, or calls :meth:`release_slot` once they are
+        delivered. Cheap, for the application's thread: no fsync here.
+        """
+        with self._lock:
+            if self._slot is not None:
+                return
+            self._seal_without_sync()
+            self._seq += 1
+            self._slot = self._seq
+
+    def release_slot(self) -> None:
+        """The batch the slot was kept for is resolved; an unused slot is just a gap."""
+        with self._lock:
+            self._slot = None
+
+    def _append_to_slot(self, frames: bytes, count: int) -> int:
+        """With the lock held: write the reserved segment and put it in its place."""
+        slot = self._slot
+        assert slot is not None
+        self._slot = None
+        while self.pending_bytes() + len(frames) > self._max_bytes:
+            if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
+                self._count_dropped(count, "spill_max_bytes reached")
+                return 0
+        try:
+            path, fd, header_size = self._new_segment_file(slot)
+            try:
+                _write_all(fd, frames)
+                if self._fsync != "never":
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.write_errors += 1
+            self._count_dropped(count, f"cannot write spill segment: {exc}")
+            return 0
+        segment = _Segment(path, count, header_size + len(frames))
+        # Before this writer's first segment numbered after the slot (adopted segments of
+        # dead writers stay first); never before a head segment that is partly replayed.
+        index = len(self._pending)
+        for i, other in enumerate(self._pending):
+            match = _NAME_RE.match(other.path.name)
+            if match and match["writer"] == self.writer_id and int(match["seq"]) > slot:
+                index = i
+                break
+        if index == 0 and self._replay_index > 0:
+            index = 1
+        self._pending.insert(index, segment)
+        self.spilled += count
+        return count
 
     def _drop_oldest_segment(self, why: str) -> bool:
         """Delete the oldest segment (sealing the active one if it is the last). False if none."""
@@ -475,6 +568,7 @@ class SpillStore:
         The fsync runs on a duplicate of the file descriptor, outside the store's lock, so an
         application thread appending on queue overflow never waits for the disk to flush.
         """
+        self._sync_sealed()
         with self._lock:
             if self._fd is None or not self._dirty or self._fsync == "never":
                 self._dirty = False
@@ -493,6 +587,18 @@ class SpillStore:
         finally:
             os.close(fd)
 
+    def _sync_sealed(self) -> None:
+        """fsync and close the segments sealed since the last call (outside the lock)."""
+        with self._lock:
+            sealed, self._unsynced_fds = self._unsynced_fds, []
+        for fd in sealed:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._sync_failed(exc)
+            finally:
+                os.close(fd)
+
     def _sync_failed(self, exc: OSError) -> None:
         with self._lock:
             self.write_errors += 1
@@ -504,25 +610,30 @@ class SpillStore:
     def read_batch(self, max_records: int, max_bytes: int) -> ReplayBatch | None:
         """The next unacknowledged records of the oldest segment, or None if none are left."""
         with self._lock:
-            while self._pending:
-                head = self._pending[0]
-                if head is self._active:
-                    if head.records == self._replay_index:
-                        return None
-                    self._roll()  # replay reads only sealed segments
-                records = self._records_of(head)
-                if self._replay_index >= len(records):
-                    self._remove(head)
-                    continue
-                batch: list[SpillRecord] = []
-                size = 0
-                for record in records[self._replay_index :]:
-                    if batch and (len(batch) >= max_records or size + len(record[0]) > max_bytes):
-                        break
-                    batch.append(record)
-                    size += len(record[0])
-                return ReplayBatch(head, batch, self._replay_index)
-            return None
+            batch = self._read_batch_locked(max_records, max_bytes)
+        self._sync_sealed()  # a segment sealed for replay is synced, outside the lock
+        return batch
+
+    def _read_batch_locked(self, max_records: int, max_bytes: int) -> ReplayBatch | None:
+        while self._pending:
+            head = self._pending[0]
+            if head is self._active:
+                if head.records == self._replay_index:
+                    return None
+                self._roll()  # replay reads only sealed segments
+            records = self._records_of(head)
+            if self._replay_index >= len(records):
+                self._remove(head)
+                continue
+            batch: list[SpillRecord] = []
+            size = 0
+            for record in records[self._replay_index :]:
+                if batch and (len(batch) >= max_records or size + len(record[0]) > max_bytes):
+                    break
+                batch.append(record)
+                size += len(record[0])
+            return ReplayBatch(head, batch, self._replay_index)
+        return None
 
     def _records_of(self, segment: _Segment) -> list[SpillRecord]:
         cached = self._read_cache
@@ -666,6 +777,7 @@ class SpillStore:
         """
         with self._lock:
             self._roll()
+            self.sync()  # a failed fsync is counted there; closing goes on
             if not self.has_pending():
                 for segment in list(self._pending):
                     self._remove(segment)
@@ -696,11 +808,13 @@ class SpillStore:
     def forget_after_fork(self) -> None:
         """In a forked child: drop the parent's files and lock without touching them."""
         adopted_locks = {s.adopted_lock for s in self._pending if s.adopted_lock is not None}
-        for fd in (self._fd, self._lock_fd, *adopted_locks):
+        for fd in (self._fd, self._lock_fd, *adopted_locks, *self._unsynced_fds):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)  # our copy only; the parent's lock stays held by the parent
         self._fd = self._lock_fd = None
+        self._unsynced_fds = []
+        self._slot = None
         self._lock = threading.RLock()
         self._writer_id = secrets.token_bytes(8)
         self._active = None

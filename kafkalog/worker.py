@@ -239,7 +239,7 @@ class BatchWorker:
                     try:
                         self._deliver(batch)
                     finally:
-                        queue.batch_done()
+                        self._batch_done()
             self._spill_queued()
         except BaseException:  # the thread must report, not vanish silently
             log.exception("kafkalog worker stopped by an unexpected error")
@@ -266,7 +266,13 @@ class BatchWorker:
                 self._give_up(batch, TransportError("queued behind spilled records",
                                                     retriable=True, cause_name="Spill"))
             finally:
-                self._queue.batch_done()
+                self._batch_done()
+
+    def _batch_done(self) -> None:
+        """The batch taken from the queue is resolved: the spill slot kept for it is free."""
+        self._queue.batch_done()
+        if self._spill is not None:
+            self._spill.release_slot()
 
     def _urgent(self) -> bool:
         return self._stopping.is_set() or self._flush_target > self._queue.removed
@@ -446,7 +452,9 @@ class BatchWorker:
         if not err.retriable:
             self._dead_letter(_records(entries), err)
         elif self._spill is not None:
-            self._spill.append(_records(entries))  # the store counts what it can not keep
+            # Into the slot the queue's overflow kept ahead of newer records, if it did.
+            # (The store counts what it can not keep.)
+            self._spill.append(_records(entries), into_slot=True)
         else:
             self._count_failed(len(entries), err)
         _release(entries)
