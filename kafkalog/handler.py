@@ -32,6 +32,19 @@ TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
 # Records of these top-level loggers never enter the handler: kafka-python's own logging (it
 # would feed back into the client that is sending it) and kafkalog's diagnostics.
 _OWN_LOGGERS = frozenset({"kafka", LOGGER_NAME})
+# Logger name -> whether it is one of _OWN_LOGGERS or below one: a dict lookup per record
+# instead of splitting the name. Bounded, in case an application makes loggers without end.
+_OWN_BY_NAME: dict[str, bool] = {}
+_OWN_BY_NAME_MAX = 10_000
+
+
+def _remember_own(name: str) -> bool:
+    if len(_OWN_BY_NAME) >= _OWN_BY_NAME_MAX:
+        _OWN_BY_NAME.clear()
+    own = _OWN_BY_NAME[name] = name.partition(".")[0] in _OWN_LOGGERS
+    return own
+
+
 # Room left in a request for the record batch header, the record header and the key.
 RECORD_OVERHEAD_BYTES = 1024
 
@@ -150,6 +163,9 @@ class KafkaHandler(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter and emit without taking the handler lock: the queue is thread-safe, and the
         lock would make every logging thread wait behind one that waits (``sync_level``)."""
+        if not self.filters:  # the common case: skip Filterer.filter's loop
+            self.emit(record)
+            return True
         rv = self.filter(record)
         if isinstance(rv, logging.LogRecord):  # Python 3.12+: a filter may return a new record
             record = rv
@@ -159,7 +175,10 @@ class KafkaHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format ``record`` to JSON and queue it. Never raises; errors go to ``handleError``."""
-        if record.name.partition(".")[0] in _OWN_LOGGERS:
+        own = _OWN_BY_NAME.get(record.name)
+        if own is None:
+            own = _remember_own(record.name)
+        if own:
             return
         if self._closed:
             self._dropped_after_close += 1
@@ -174,10 +193,17 @@ class KafkaHandler(logging.Handler):
             # A right-sized copy: orjson 3.12+ returns its output in an over-allocated buffer
             # (4 KiB at least, never trimmed), so a queued record would pin ~10x its length
             # and queue_max_bytes would not bound the queue's memory.
-            value = bytes(memoryview(self._encode(record)))
-            key = self._key_of(record) if self._key_of is not None else None
-            sync = self._sync_level is not None and record.levelno >= self._sync_level
-            waiter = threading.Event() if sync else None
+            fmt = self.formatter
+            value = bytes(memoryview(
+                self._json.encode(record) if fmt is None else self._encode(record)))
+            key_of = self._key_of
+            key = key_of(record) if key_of is not None else None
+            sync_level = self._sync_level
+            waiter = (
+                threading.Event()
+                if sync_level is not None and record.levelno >= sync_level
+                else None
+            )
             if not self._started:
                 self._start_worker()
             accepted = self._queue.put((value, key, waiter))

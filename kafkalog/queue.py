@@ -82,18 +82,24 @@ class RecordQueue:
 
         Never blocks longer than ``block_timeout_s`` (policy ``block``), and not at all otherwise.
         """
-        size = entry_size(entry)
+        # entry_size() inlined, and attributes read once: this runs on every log call.
+        key = entry[1]
+        size = len(entry[0]) + (len(key) if key is not None else 0) + ENTRY_OVERHEAD_BYTES
+        items = self._items
         with self._lock:
-            full = len(self._items) >= self._max_records or self._bytes + size > self._max_bytes
-            if full and not self._make_room(size):
-                handed_over = self._overflow(entry, size)
-                if handed_over is not None:
-                    return handed_over
-            self._items.append(entry)
-            self._bytes += size
+            total = self._bytes + size
+            if len(items) >= self._max_records or total > self._max_bytes:
+                if not self._make_room(size):
+                    handed_over = self._overflow(entry, size)
+                    if handed_over is not None:
+                        return handed_over
+                total = self._bytes + size  # room was made: the queue has changed
+            items.append(entry)
+            self._bytes = total
             self.accepted += 1
-            before = self._bytes - size
-            wake = len(self._items) == 1 or (before < self._batch_bytes <= self._bytes)
+            # Wake the worker once per batch: when the queue stops being empty, and when it
+            # crosses a batch's worth of bytes.
+            wake = len(items) == 1 or (total - size < self._batch_bytes <= total)
         if wake:
             self.wakeup.set()
         return True
