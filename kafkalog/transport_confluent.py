@@ -34,6 +34,8 @@ _MAX_REQUEST_TIMEOUT_MS = 900_000
 _MAX_RETRY_BACKOFF_MS = 300_000
 # How long close() waits for librdkafka to stop its threads before leaving it to finish alone.
 _CLOSE_WAIT_S = 1.0
+# After a purge, how long send() waits for librdkafka to report on the purged records.
+_PURGE_REPORT_WAIT_S = 0.5
 
 # librdkafka properties kafkalog sets from its own options or needs for itself; setting them in
 # producer_config would silently change delivery semantics, so it is refused. Aliases included.
@@ -391,10 +393,12 @@ class ConfluentTransport:
             return [classify(exc)] * len(records)
         if outcome.open < len(records):
             for i, message in enumerate(messages):
-                err = message.get("_error")
-                if err is not None:
+                refused = message.get("_error")
+                if refused is not None:
                     outcome.results[i] = (
-                        classify_error(err) if isinstance(err, KafkaError) else classify(err)
+                        classify_error(refused)
+                        if isinstance(refused, KafkaError)
+                        else classify(refused)
                     )
 
         # flush() makes librdkafka send at once and serves the delivery callbacks; it waits in
@@ -408,22 +412,34 @@ class ConfluentTransport:
         if outcome.open > 0:
             # Out of time: take the rest back from librdkafka, so that it can not deliver them
             # by itself after the worker has decided to resend or spill them.
-            self._purge(producer)
+            self._purge(producer, outcome)
         outcome.closed = True
         results = outcome.results
-        if outcome.open > 0:
+        unreported = outcome.open > 0
+        if unreported:
             timeout = self._timeout_error()
             results = [timeout if r is _PENDING else r for r in results]
-        if self._fatal:
-            # The idempotent producer's state is broken for good: start a new one next time.
+        del producer  # so that a discarded producer is destroyed off this thread
+        if self._fatal or unreported:
+            # Fatal: the idempotent producer's state is broken for good. Unreported: librdkafka
+            # still holds records the worker will resend; destroying it (without a flush) is
+            # the one way to be sure it does not deliver them as well.
             self._discard_producer()
         return results
 
-    def _purge(self, producer: confluent_kafka.Producer) -> None:
-        """Take every unacknowledged record out of librdkafka and serve their reports."""
+    def _purge(self, producer: confluent_kafka.Producer, outcome: _Outcome | None = None) -> None:
+        """Take every unacknowledged record out of librdkafka and serve their reports.
+
+        Reports of purged records normally come at once; those of records that were in flight
+        can lag a little, so with an ``outcome`` this waits (bounded) until it has them all.
+        """
         try:
             producer.purge(in_queue=True, in_flight=True, blocking=True)
             producer.poll(0)
+            if outcome is not None and outcome.open > 0:
+                end = self._clock() + _PURGE_REPORT_WAIT_S
+                while outcome.open > 0 and self._clock() < end:
+                    producer.poll(WAIT_SLICE_S / 2)
         except Exception:
             log.debug("purging the producer", exc_info=True)
 
@@ -436,11 +452,15 @@ class ConfluentTransport:
             cause_name="_MSG_TIMED_OUT",
         )
 
-    def _discard_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            self._purge(producer)
-            _close_in_background(producer, 0.0)
+    def _discard_producer(self, wait_s: float = 0.0) -> None:
+        producer = self._producer
+        if producer is None:
+            return
+        self._purge(producer)
+        holder = [producer]
+        self._producer = None
+        del producer
+        _destroy_in_background(holder, wait_s)
 
     def interrupt(self) -> None:
         """Cut short the ``send`` in progress and any later ones (used at close)."""
@@ -448,10 +468,7 @@ class ConfluentTransport:
 
     def close(self, timeout_s: float) -> None:
         """Drop what librdkafka still holds (the worker has resolved every record) and stop it."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            self._purge(producer)
-            _close_in_background(producer, min(max(0.0, timeout_s), _CLOSE_WAIT_S))
+        self._discard_producer(min(max(0.0, timeout_s), _CLOSE_WAIT_S))
 
     def disown(self) -> None:
         """In a forked child: forget the parent's producer without touching it.
@@ -466,14 +483,14 @@ class ConfluentTransport:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
 
 
-def _close_in_background(producer: confluent_kafka.Producer, wait_s: float) -> None:
-    """Close ``producer`` on a daemon thread, waiting at most ``wait_s`` for it.
+def _destroy_in_background(holder: list[confluent_kafka.Producer], wait_s: float) -> None:
+    """Destroy the producer in ``holder`` (its only reference) on a daemon thread.
 
-    Destroying a librdkafka client joins its threads, which can take a while when one of them
-    is inside a blocking call (a DNS lookup); the worker must stay bounded.
+    Dropping the last reference destroys the client without flushing; ``Producer.close()``
+    would first wait, without a time limit, for every record it still holds. Destroying joins
+    librdkafka's threads, which can take a while when one is in a blocking call (a DNS lookup),
+    so the worker waits at most ``wait_s`` for it.
     """
-    thread = threading.Thread(
-        target=producer.close, name="kafkalog-confluent-close", daemon=True
-    )
+    thread = threading.Thread(target=holder.clear, name="kafkalog-confluent-close", daemon=True)
     thread.start()
     thread.join(wait_s)

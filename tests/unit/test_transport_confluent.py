@@ -9,7 +9,7 @@ import sys
 import textwrap
 import threading
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
@@ -291,6 +291,47 @@ def test_a_producer_that_can_not_be_built_holds_the_records(
     results = transport.send([(b"a", None), (b"b", None)], 1.0)
     assert [r is not None and r.retriable for r in results] == [True, True]
     assert results[0] is not None and results[0].cause_name == "_INVALID_ARG"
+
+
+class SilentProducer:
+    """A stand-in for librdkafka that queues everything and never reports on anything."""
+
+    built: ClassVar[list[SilentProducer]] = []
+
+    def __init__(self, _props: Any) -> None:
+        self.purged = 0
+        SilentProducer.built.append(self)
+
+    def produce_batch(self, _topic: str, messages: list[Any], partition: int = -1) -> int:
+        return len(messages)
+
+    def flush(self, timeout: float = -1) -> int:
+        time.sleep(min(timeout, 0.01))  # stands for librdkafka's wait; bounded
+        return 1
+
+    def poll(self, timeout: float = -1) -> int:
+        return 0
+
+    def purge(self, **_flags: bool) -> None:
+        self.purged += 1
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_records_librdkafka_never_reports_on_are_retriable_and_its_producer_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("kafkalog.transport_confluent.confluent_kafka.Producer", SilentProducer)
+    SilentProducer.built.clear()
+    transport = ConfluentTransport(config(bootstrap_servers="127.0.0.1:1"))
+    results = transport.send([(b"a", None), (b"b", b"k")], 0.2)
+    assert [r is not None and r.retriable for r in results] == [True, True]
+    assert SilentProducer.built[0].purged >= 1
+    # It might still deliver them behind the worker's back: the next send uses a new one.
+    assert transport._producer is None
+    transport.send([(b"c", None)], 0.05)
+    assert len(SilentProducer.built) == 2
 
 
 def test_empty_batch_sends_nothing() -> None:
