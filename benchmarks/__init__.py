@@ -1,0 +1,1 @@
+"""kafkalog's benchmark suite: ``python -m benchmarks [--quick]`` (see ``__main__``)."""

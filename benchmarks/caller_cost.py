@@ -1,0 +1,195 @@
+"""Section 1: what one enabled log call costs the calling thread, handler by handler.
+
+A tight loop on one thread logs the same message on the same kind of logger; the broker is up
+and every handler's background thread (if it has one) runs while the loop does, as it would in
+an application. Reported: µs per call (median of the runs) and the ratio to ``NullHandler``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import queue
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from logstash_async.handler import AsynchronousLogstashHandler
+
+from benchmarks.harness import FILLER, MESSAGE, Settings, new_topic, repeat, summary
+from kafkalog import ConfigError, JsonFormatter, KafkaHandler
+
+# A TCP sink for python-logstash-async: accepts connections and throws the bytes away. It runs
+# as its own process so that it does not take the GIL from the loop being measured.
+_SINK = """
+import socket, sys, threading
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+def drain(conn):
+    with conn:
+        while conn.recv(1 << 16):
+            pass
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=drain, args=(conn,), daemon=True).start()
+"""
+
+
+class StdlibJsonFormatter(logging.Formatter):
+    """What an application without a JSON library writes: the usual fields with ``json``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        return json.dumps({
+            "@timestamp": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "module": record.module,
+            "function": record.funcName,
+            "line": record.lineno,
+            "process": record.process,
+            "thread_name": record.threadName,
+        })
+
+
+class NaiveKafkaHandler(logging.Handler):
+    """The handler people write first: ``KafkaProducer.send()`` inside ``emit()``.
+
+    Same JSON as kafkalog (its formatter) and the same producer settings, so the difference
+    is only where the hand-off to kafka-python happens.
+    """
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__()
+        self._topic = topic
+        self._json = JsonFormatter()
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                       batch_size=16384, enable_idempotence=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format and hand to kafka-python on the caller's thread."""
+        try:
+            self._producer.send(self._topic, value=self._json.encode(record))
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        """Wait for kafka-python's buffer to drain."""
+        self._producer.flush(timeout=60)
+
+    def close(self) -> None:
+        """Close the producer."""
+        self._producer.close(timeout=10)
+        super().close()
+
+
+@contextmanager
+def tcp_sink() -> Iterator[int]:
+    """A discarding TCP server in a child process; yields its port."""
+    proc = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        yield int(proc.stdout.readline())
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def kafkalog_transports() -> dict[str, str | None]:
+    """Each transport name -> None if this kafkalog has it, else why it is skipped."""
+    out: dict[str, str | None] = {"kafka-python": None}  # the default: always there
+    try:
+        KafkaHandler(topic="probe", spill_dir=None, **transport_option("confluent")).close()
+        out["confluent"] = None
+    except (ConfigError, TypeError, ImportError) as exc:
+        out["confluent"] = f"not available in this kafkalog: {exc}"
+    return out
+
+
+def transport_option(name: str) -> dict[str, str]:
+    """The keyword selecting transport ``name`` (none for the default, so that the suite also
+    runs on a kafkalog without the ``transport`` option)."""
+    return {} if name == "kafka-python" else {"transport": name}
+
+
+def per_call_us(handler: logging.Handler, settings: Settings) -> list[float]:
+    """µs per log call on a logger with only ``handler``; each run starts with it flushed."""
+    log = logging.getLogger(f"bench.caller.{id(handler)}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.handlers[:] = [handler]
+    calls = settings.calls
+
+    def one_run() -> float:
+        started = time.perf_counter()
+        for i in range(calls):
+            log.info(MESSAGE, "u-42", i, FILLER)
+        elapsed = time.perf_counter() - started
+        handler.flush()  # untimed: the next run starts from an empty pipeline
+        return elapsed / calls * 1e6
+
+    try:
+        return repeat(one_run, settings.warmup, settings.runs)
+    finally:
+        log.handlers[:] = []
+
+
+def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> dict[str, Any]:
+    """Every handler's µs per call and ratio to NullHandler."""
+    topic = new_topic(bootstrap, "caller")
+    rows: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="kafkalog-bench-") as tmp, tcp_sink() as sink_port:
+        work = Path(tmp)
+
+        def file_json() -> logging.Handler:
+            h = logging.FileHandler(work / "app.log")
+            h.setFormatter(StdlibJsonFormatter())
+            return h
+
+        def queue_handler() -> logging.Handler:
+            # With its listener, as it is used: the listener's thread takes the GIL too.
+            q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+            h = logging.handlers.QueueHandler(q)
+            listener = logging.handlers.QueueListener(q, logging.NullHandler())
+            listener.start()
+            h.close = lambda: (listener.stop(), logging.Handler.close(h))  # type: ignore[method-assign]
+            return h
+
+        cases: dict[str, Callable[[], logging.Handler]] = {"NullHandler": logging.NullHandler}
+        if not only_kafkalog:
+            cases.update({
+                "QueueHandler": queue_handler,
+                "FileHandler+JSON": file_json,
+                "python-logstash-async": lambda: AsynchronousLogstashHandler(
+                    "127.0.0.1", sink_port, database_path=None),
+                "naive KafkaProducer.send": lambda: NaiveKafkaHandler(bootstrap, topic),
+            })
+        transports = kafkalog_transports() if not only_kafkalog else {"kafka-python": None}
+        for name, why_not in transports.items():
+            if why_not is not None:
+                skipped[f"kafkalog ({name})"] = why_not
+                continue
+            cases[f"kafkalog ({name})"] = lambda name=name: KafkaHandler(  # type: ignore[misc]
+                topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
+                spill_dir=str(work / f"spill-{name}"), close_timeout_ms=30_000)
+        for label, make in cases.items():
+            handler = make()
+            try:
+                rows[label] = summary(per_call_us(handler, settings))
+            finally:
+                handler.close()
+            print(f"  {label:28s} {rows[label]['median']:7.2f} µs/call", flush=True)
+    floor = rows["NullHandler"]["median"]
+    for row in rows.values():
+        row["ratio_to_null"] = round(row["median"] / floor, 2)
+    return {"unit": "µs per call", "calls_per_run": settings.calls, "runs": settings.runs,
+            "warmup": settings.warmup, "topic": topic, "results": rows, "skipped": skipped}
