@@ -213,6 +213,9 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
         # murmur2 for keyed records, like Kafka's Java client and kafka-python, so a key lands
         # on the same partition whichever transport sent it; unkeyed records spread randomly.
         "partitioner": "murmur2_random",
+        # Kafka's (and kafka-python's) default. librdkafka's own is a million, which without
+        # idempotence (acks 0 or 1) lets its retries reorder records over a far wider window.
+        "max.in.flight.requests.per.connection": 5,
     }
     if c.client_id:
         props["client.id"] = c.client_id

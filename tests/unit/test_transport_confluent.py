@@ -99,6 +99,7 @@ def test_acks_all_makes_the_producer_idempotent_and_keys_use_murmur2() -> None:
     assert props["partitioner"] == "murmur2_random"
     assert props["client.id"] == "svc"
     assert props["linger.ms"] == 0  # the worker lingers; each send ends in a flush
+    assert props["max.in.flight.requests.per.connection"] == 5
 
 
 def test_options_map_to_librdkafka_names_and_units() -> None:
