@@ -293,6 +293,9 @@ def check_producer_config(config: HandlerConfig) -> None:
 
 
 _PENDING = TransportError("no delivery report yet", retriable=True, cause_name="_PENDING")
+_PURGED = TransportError("taken back at the end of the attempt", retriable=True,
+                         cause_name="_PURGE_QUEUE")
+_PURGE_CODES = _codes("_PURGE_QUEUE", "_PURGE_INFLIGHT")
 
 
 class _Outcome:
@@ -308,7 +311,12 @@ class _Outcome:
     def delivered(self, index: int, err: KafkaError | None, _msg: Any) -> None:
         if self.closed:
             return  # a report after send() returned: the worker has already acted on results
-        self.results[index] = None if err is None else classify_error(err)
+        if err is None:
+            self.results[index] = None
+        elif err.code() in _PURGE_CODES:
+            self.results[index] = _PURGED  # send() says why: the client's last error
+        else:
+            self.results[index] = classify_error(err)
         self.open -= 1
 
 
@@ -358,6 +366,8 @@ class ConfluentTransport:
 
     def _client_error(self, err: KafkaError) -> None:
         """librdkafka's error callback (served on the worker thread, from poll/flush)."""
+        if err.code() == KafkaError._ALL_BROKERS_DOWN and self._last_client_error is not None:
+            return  # a summary of failures already seen: keep the one that says why
         self._last_client_error = f"{err.name()}: {err.str()}"
         if err.fatal():
             self._fatal = True
@@ -419,9 +429,13 @@ class ConfluentTransport:
         outcome.closed = True
         results = outcome.results
         unreported = outcome.open > 0
-        if unreported:
+        if unreported or _PURGED in results:
+            # Reports that only say "purged" or nothing at all: name the client's last error
+            # instead (a refused connection, a failed TLS handshake or login).
             timeout = self._timeout_error()
-            results = [timeout if r is _PENDING else r for r in results]
+            results = [timeout if r is _PENDING or r is _PURGED else r for r in results]
+        elif not any(results):
+            self._last_client_error = None  # all delivered: an old error no longer applies
         del producer  # so that a discarded producer is destroyed off this thread
         if self._fatal or unreported:
             # Fatal: the idempotent producer's state is broken for good. Unreported: librdkafka

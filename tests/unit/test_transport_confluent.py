@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import socket
 import subprocess
 import sys
@@ -258,6 +259,8 @@ def test_send_to_an_unreachable_broker_returns_retriable_errors_in_time() -> Non
         assert 0.4 < took < 3.0
         assert len(results) == 2
         assert all(r is not None and r.retriable for r in results)
+        # Not "purged": the warning names what the client ran into.
+        assert re.search(r"last client error: _(TRANSPORT|ALL_BROKERS_DOWN)", str(results[0]))
         # Nothing is left in librdkafka to be sent behind the worker's back.
         producer = transport._producer
         assert producer is not None
