@@ -190,6 +190,27 @@ class _Segment:
 
 
 @dataclasses.dataclass
+class _Loaded:
+    """A segment read from disk, before the store takes note of it."""
+
+    segment: _Segment
+    header: SegmentHeader | None
+    records: list[SpillRecord]
+    scan: ScanResult
+    error: OSError | None
+
+
+def _read_segment_file(
+    path: Path,
+) -> tuple[SegmentHeader | None, list[SpillRecord], ScanResult, OSError | None]:
+    """:func:`read_segment`, with a failure returned instead of raised."""
+    try:
+        return (*read_segment(path), None)
+    except OSError as exc:
+        return None, [], ScanResult(frames=[]), exc
+
+
+@dataclasses.dataclass
 class ReplayBatch:
     """Records read from the head segment, to be acknowledged with :meth:`SpillStore.ack`."""
 
@@ -472,14 +493,19 @@ class SpillStore:
             path, fd, header_size = self._new_segment_file(slot)
             try:
                 _write_all(fd, frames)
-                if self._fsync != "never":
-                    os.fsync(fd)
-            finally:
+            except OSError:
                 os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()  # no torn slot segment left behind
+                raise
         except OSError as exc:
             self.write_errors += 1
             self._count_dropped(count, f"cannot write spill segment: {exc}")
             return 0
+        if self._fsync == "never":
+            os.close(fd)
+        else:
+            self._unsynced_fds.append(fd)  # append() syncs it once the lock is released
         segment = _Segment(path, count, header_size + len(frames))
         # Before this writer's first segment numbered after the slot (adopted segments of
         # dead writers stay first); never before a head segment that is partly replayed.
@@ -609,19 +635,42 @@ class SpillStore:
 
     def read_batch(self, max_records: int, max_bytes: int) -> ReplayBatch | None:
         """The next unacknowledged records of the oldest segment, or None if none are left."""
+        loaded: _Loaded | None = None
+        for _ in range(3):  # the head rarely changes while it is read; then read it locked
+            with self._lock:
+                head = self._head_to_load()
+                if head is None or (loaded is not None and loaded.segment is head):
+                    break
+            # Read (and check) the segment without the lock: an application thread that
+            # overflows into the store meanwhile, holding the queue's lock, must not wait.
+            loaded = _Loaded(head, *_read_segment_file(head.path))
         with self._lock:
-            batch = self._read_batch_locked(max_records, max_bytes)
+            batch = self._read_batch_locked(max_records, max_bytes, loaded)
         self._sync_sealed()  # a segment sealed for replay is synced, outside the lock
         return batch
 
-    def _read_batch_locked(self, max_records: int, max_bytes: int) -> ReplayBatch | None:
+    def _head_to_load(self) -> _Segment | None:
+        """With the lock held: the head segment if replay must read it from disk first."""
+        if not self._pending:
+            return None
+        head = self._pending[0]
+        if head is self._active:
+            if head.records == self._replay_index:
+                return None
+            self._roll()  # replay reads only sealed segments
+        cached = self._read_cache
+        return None if cached is not None and cached[0] == head.path else head
+
+    def _read_batch_locked(
+        self, max_records: int, max_bytes: int, loaded: _Loaded | None = None
+    ) -> ReplayBatch | None:
         while self._pending:
             head = self._pending[0]
             if head is self._active:
                 if head.records == self._replay_index:
                     return None
                 self._roll()  # replay reads only sealed segments
-            records = self._records_of(head)
+            records = self._records_of(head, loaded)
             if self._replay_index >= len(records):
                 self._remove(head)
                 continue
@@ -635,20 +684,21 @@ class SpillStore:
             return ReplayBatch(head, batch, self._replay_index)
         return None
 
-    def _records_of(self, segment: _Segment) -> list[SpillRecord]:
+    def _records_of(self, segment: _Segment, loaded: _Loaded | None = None
+                    ) -> list[SpillRecord]:
         cached = self._read_cache
         if cached is not None and cached[0] == segment.path:
             return cached[1]
-        try:
-            header, records, scan = read_segment(segment.path)
-        except OSError as exc:
+        if loaded is None or loaded.segment is not segment:
+            loaded = _Loaded(segment, *_read_segment_file(segment.path))
+        header, records, scan, exc = loaded.header, loaded.records, loaded.scan, loaded.error
+        if exc is not None:
             if exc.errno == errno.ELOOP:  # swapped for a symlink since it was listed
                 self._count_unsafe([segment.path.name])
             else:
                 self._warnings.warn(
                     "spill-read", "cannot read spill segment %s: %s", segment.path, exc
                 )
-            records, scan, header = [], ScanResult(frames=[]), None
         corrupt = scan.corrupt  # read_segment counts a bad header of a non-empty file
         if header is None and not corrupt and segment.path.exists():
             corrupt = 1  # unreadable, or empty

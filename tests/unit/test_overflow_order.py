@@ -12,10 +12,12 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 
-from kafkalog import KafkaHandler
+from kafkalog import KafkaHandler, spill
 from kafkalog.spill import SEGMENT_SUFFIX, SpillRecord, SpillStore, read_segment
 from kafkalog.testing import MemoryTransport
 
@@ -129,3 +131,35 @@ def test_overflow_while_the_batch_in_hand_is_spilled_keeps_the_order(
     assert _seqs(transport) == list(range(300))
     assert os.path.isdir(tmp_path / "spill")
     handler.close()
+
+
+def test_an_overflow_append_does_not_wait_while_replay_reads_a_segment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The application thread that overflows holds the queue's lock while it appends: if it
+    # waited for the worker reading a 16 MiB segment, every logging thread would wait too.
+    store = SpillStore(tmp_path, "t", fsync="never", segment_bytes=4096)
+    store.append([rec(0)])
+    reading, release = threading.Event(), threading.Event()
+    real_read = spill.read_segment
+
+    def slow_read(path: Path) -> Any:
+        reading.set()
+        release.wait(10)
+        return real_read(path)
+
+    monkeypatch.setattr(spill, "read_segment", slow_read)
+    batches: list[Any] = []
+    reader = threading.Thread(target=lambda: batches.append(store.read_batch(10, 4096)))
+    reader.start()
+    assert reading.wait(10)
+    started = time.monotonic()
+    assert store.append([rec(1)], sync=False) == 1
+    waited = time.monotonic() - started
+    release.set()
+    reader.join(10)
+    assert waited < 1.0
+    assert batches[0].records == [rec(0)]
+    store.ack(batches[0], 1)
+    assert drain(store) == [rec(1)]
+    store.close()
