@@ -150,10 +150,59 @@ RETRIABLE_CODES = _codes(
 # it alone, then dead-letters it.
 
 
-def classify_error(err: KafkaError) -> TransportError:
+# Refusals of this client rather than of its records: reported as kafkalog's SecurityError
+# kinds (retriable: an operator fixes a CA, a password or an ACL, and the held records go).
+_TLS_CODES = _codes("_SSL")
+_LOGIN_CODES = _codes(
+    "_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "UNSUPPORTED_SASL_MECHANISM",
+    "ILLEGAL_SASL_STATE",
+)  # fmt: skip
+_DENIED_CODES = _codes("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED")
+
+
+def security_error(
+    code: int, detail: str, *, topic: str | None = None, login: str | None = None
+) -> TransportError | None:
+    """A retriable error naming a TLS, login or ACL refusal for a librdkafka code, or None.
+
+    ``detail`` is librdkafka's description, ``login`` says who logged in how (never a
+    password), ``topic`` which topic was being written.
+    """
+    if code in _TLS_CODES:
+        return TransportError(
+            f"TLS verification failed: {detail} (check ssl_cafile, and ssl_check_hostname "
+            "if the certificate names another host)",
+            retriable=True,
+            cause_name="TlsVerificationFailed",
+        )
+    if code in _LOGIN_CODES:
+        who = f" for {login}" if login else ""
+        return TransportError(
+            f"authentication failed{who}: the broker rejected the SASL login ({detail}; "
+            "check sasl_username, sasl_password, sasl_mechanism)",
+            retriable=True,
+            cause_name="AuthenticationFailed",
+        )
+    if code in _DENIED_CODES:
+        who = f"{login}: " if login else ""
+        return TransportError(
+            f"{who}not authorised to write topic {topic or '?'} ({detail}; grant the "
+            "principal WRITE on the topic)",
+            retriable=True,
+            cause_name="AuthorizationFailed",
+        )
+    return None
+
+
+def classify_error(
+    err: KafkaError, *, topic: str | None = None, login: str | None = None
+) -> TransportError:
     """A TransportError for a librdkafka error, retriable or not by its code and flags."""
     code = err.code()
     name = err.name()
+    refused = security_error(code, f"{name}: {err.str()}", topic=topic, login=login)
+    if refused is not None:
+        return refused
     # A fatal error breaks the producer instance, not the record: a new producer may take it.
     retriable = code in RETRIABLE_CODES or bool(err.retriable()) or bool(err.fatal())
     return TransportError(f"{name}: {err.str()}", retriable=retriable, cause_name=name)
@@ -301,12 +350,14 @@ _PURGE_CODES = _codes("_PURGE_QUEUE", "_PURGE_INFLIGHT")
 class _Outcome:
     """Delivery results of one send(), filled in by librdkafka's delivery callbacks."""
 
-    __slots__ = ("closed", "open", "results")
+    __slots__ = ("closed", "login", "open", "results", "topic")
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, topic: str, login: str | None) -> None:
         self.results: list[TransportError | None] = [_PENDING] * count
         self.open = 0
         self.closed = False
+        self.topic = topic
+        self.login = login
 
     def delivered(self, index: int, err: KafkaError | None, _msg: Any) -> None:
         if self.closed:
@@ -316,7 +367,7 @@ class _Outcome:
         elif err.code() in _PURGE_CODES:
             self.results[index] = _PURGED  # send() says why: the client's last error
         else:
-            self.results[index] = classify_error(err)
+            self.results[index] = classify_error(err, topic=self.topic, login=self.login)
         self.open -= 1
 
 
@@ -342,6 +393,16 @@ class ConfluentTransport:
         self._interrupted = threading.Event()
         self._fatal = False
         self._last_client_error: str | None = None
+        self._last_client_code: int | None = None
+        # Who this client is, for messages about refusals (never the password). getattr:
+        # the security options are read only where the config has them.
+        self._login: str | None = None
+        user = getattr(config, "sasl_username", None)
+        certfile = getattr(config, "ssl_certfile", None)
+        if user:
+            self._login = f"SASL user {user!r} ({getattr(config, 'sasl_mechanism', None)})"
+        elif certfile:
+            self._login = f"the client certificate {certfile}"
 
     def producer_settings(self) -> dict[str, Any]:
         """The librdkafka properties kafkalog gives the producer (``producer_config`` last)."""
@@ -359,7 +420,7 @@ class ConfluentTransport:
             producer = confluent_kafka.Producer(props)
             self._producer = producer
             self._fatal = False
-            self._last_client_error = None
+            self._last_client_error = self._last_client_code = None
             if self._on_new_client is not None:
                 self._on_new_client()
         return producer
@@ -369,6 +430,7 @@ class ConfluentTransport:
         if err.code() == KafkaError._ALL_BROKERS_DOWN and self._last_client_error is not None:
             return  # a summary of failures already seen: keep the one that says why
         self._last_client_error = f"{err.name()}: {err.str()}"
+        self._last_client_code = err.code()
         if err.fatal():
             self._fatal = True
 
@@ -392,7 +454,7 @@ class ConfluentTransport:
             topic = self._topic
             if self._partition is not None:
                 partition = self._partition
-        outcome = _Outcome(len(records))
+        outcome = _Outcome(len(records), topic, self._login)
         report = outcome.delivered
         messages: list[dict[str, Any]] = [
             {"value": value, "key": key, "callback": functools.partial(report, i)}
@@ -435,7 +497,8 @@ class ConfluentTransport:
             timeout = self._timeout_error()
             results = [timeout if r is _PENDING or r is _PURGED else r for r in results]
         elif not any(results):
-            self._last_client_error = None  # all delivered: an old error no longer applies
+            # All delivered: an old error no longer applies.
+            self._last_client_error = self._last_client_code = None
         del producer  # so that a discarded producer is destroyed off this thread
         if self._fatal or unreported:
             # Fatal: the idempotent producer's state is broken for good. Unreported: librdkafka
@@ -462,6 +525,11 @@ class ConfluentTransport:
 
     def _timeout_error(self) -> TransportError:
         last = self._last_client_error
+        code = self._last_client_code
+        if last is not None and code is not None:
+            refused = security_error(code, last, topic=self._topic, login=self._login)
+            if refused is not None:
+                return refused
         detail = f" (last client error: {last})" if last else ""
         return TransportError(
             f"_MSG_TIMED_OUT: not acknowledged in time{detail}",

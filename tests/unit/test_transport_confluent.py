@@ -207,8 +207,7 @@ def test_confluent_needs_no_python_codec_package() -> None:
     [KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
      KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._QUEUE_FULL,
      KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.NOT_ENOUGH_REPLICAS,
-     KafkaError.REQUEST_TIMED_OUT, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-     KafkaError.SASL_AUTHENTICATION_FAILED],
+     KafkaError.REQUEST_TIMED_OUT, KafkaError.THROTTLING_QUOTA_EXCEEDED],
 )
 def test_transient_codes_are_retriable(code: int) -> None:
     err = classify_error(KafkaError(code))
@@ -224,6 +223,27 @@ def test_transient_codes_are_retriable(code: int) -> None:
 )
 def test_codes_for_records_kafka_refuses_are_not_retriable(code: int) -> None:
     assert not classify_error(KafkaError(code)).retriable
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "words"),
+    [
+        (KafkaError._SSL, "TlsVerificationFailed", "TLS verification failed"),
+        (KafkaError._AUTHENTICATION, "AuthenticationFailed", "authentication failed for bob"),
+        (KafkaError.SASL_AUTHENTICATION_FAILED, "AuthenticationFailed", "authentication failed"),
+        (KafkaError.TOPIC_AUTHORIZATION_FAILED, "AuthorizationFailed",
+         "not authorised to write topic logs"),
+        (KafkaError.CLUSTER_AUTHORIZATION_FAILED, "AuthorizationFailed",
+         "not authorised to write topic logs"),
+    ],
+)
+def test_tls_login_and_acl_refusals_are_named_and_hold_records(
+    code: int, kind: str, words: str
+) -> None:
+    err = classify_error(KafkaError(code, "details"), topic="logs", login="bob")
+    assert err.cause_name == kind
+    assert err.retriable  # held (spilled) until an operator fixes it, never dead-lettered
+    assert words in str(err)
 
 
 @pytest.mark.parametrize("reason", ["timed out", "Message size too large", "retriable", ""])
@@ -275,7 +295,10 @@ def test_interrupt_cuts_a_waiting_send_short() -> None:
     sender = threading.Thread(target=lambda: results.extend(transport.send([(b"x", None)], 30)))
     started = time.monotonic()
     sender.start()
-    time.sleep(0.2)  # let it reach the wait; what is checked is the bound below
+    deadline = time.monotonic() + 5
+    while transport._producer is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling for the send to have handed its record over; bounded
+    assert transport._producer is not None
     transport.interrupt()
     sender.join(5)
     assert not sender.is_alive()
