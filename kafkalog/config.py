@@ -71,6 +71,15 @@ class HandlerConfig:
     client_id: str | None = None
     producer_config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     transport: str = "kafka-python"
+    # Connecting to a secured cluster (TLS, SASL); names as in Kafka's client settings.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
     # The in-memory queue between emit() and the worker.
     queue_max_records: int = 100000
     queue_max_bytes: int = 64 * 1024 * 1024
@@ -142,6 +151,7 @@ class HandlerConfig:
             values["producer_config"] = _mapping("producer_config", o.pop("producer_config"))
         if "transport" in o:
             values["transport"] = _transport(o.pop("transport"))
+        values.update(_security(o))
         if "overflow_policy" in o:
             values["overflow_policy"] = _choice(
                 "overflow_policy", o.pop("overflow_policy"), OVERFLOW_POLICIES
@@ -200,6 +210,7 @@ class HandlerConfig:
                 f"sets {sorted(clash)}: these are handler options or managed by kafkalog; "
                 "set the handler options themselves instead",
             )
+        _check_security(self)
 
 
 # Integer options and their minimum values.
@@ -409,3 +420,187 @@ def _mapping(name: str, value: Any) -> Mapping[str, Any]:
         if not isinstance(key, str):
             raise ConfigError(name, f"keys must be strings, got {key!r}")
     return dict(value)
+
+
+# -- connecting to a secured cluster ------------------------------------------------------------
+
+SECURITY_PROTOCOLS: tuple[str, ...] = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS: tuple[str, ...] = (
+    "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI",
+)  # fmt: skip
+# The mechanisms that log in with sasl_username and sasl_password.
+PASSWORD_MECHANISMS: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_PASSWORD_ENV = "KAFKALOG_SASL_PASSWORD"
+# kafka-python settings that a handler option sets: producer_config must not set them too,
+# or which of the two wins would be a guess.
+SECURITY_SETTING_OPTIONS: dict[str, str] = {
+    "security_protocol": "security_protocol",
+    "sasl_mechanism": "sasl_mechanism",
+    "sasl_plain_username": "sasl_username",
+    "sasl_plain_password": "sasl_password",
+    "ssl_cafile": "ssl_cafile",
+    "ssl_certfile": "ssl_certfile",
+    "ssl_keyfile": "ssl_keyfile",
+    "ssl_check_hostname": "ssl_check_hostname",
+}
+_SSL_FILE_OPTIONS: tuple[str, ...] = ("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class Secret:
+    """A password that shows as ``'***'`` in every ``repr`` and ``str``.
+
+    Holding it in this wrapper, rather than a plain string, keeps it out of the handler's
+    repr, its config's repr, tracebacks that print locals, and any message that formats the
+    config. Only the transport calls :meth:`reveal`, to hand it to the Kafka client.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _security(o: dict[str, Any]) -> dict[str, Any]:
+    """Pop and check the security options of ``o`` one by one (relations: _check_security)."""
+    values: dict[str, Any] = {}
+    if "security_protocol" in o:
+        values["security_protocol"] = _upper_choice(
+            "security_protocol", o.pop("security_protocol"), SECURITY_PROTOCOLS
+        )
+    if "sasl_mechanism" in o:
+        mech = o.pop("sasl_mechanism")
+        values["sasl_mechanism"] = (
+            None if mech in (None, "") else _upper_choice("sasl_mechanism", mech, SASL_MECHANISMS)
+        )
+    if "sasl_username" in o:
+        user = o.pop("sasl_username")
+        values["sasl_username"] = None if user in (None, "") else _str("sasl_username", user)
+    if "sasl_password" in o:
+        values["sasl_password"] = _password(o.pop("sasl_password"))
+    for name in _SSL_FILE_OPTIONS:
+        if name in o:
+            values[name] = _readable_file(name, o.pop(name))
+    if "ssl_check_hostname" in o:
+        values["ssl_check_hostname"] = _bool("ssl_check_hostname", o.pop("ssl_check_hostname"))
+    # The environment fills in the password only where one is needed, so that a variable
+    # left set for another program never turns a plain connection into a SASL one.
+    mech = values.get("sasl_mechanism")
+    if values.get("sasl_password") is None and mech in PASSWORD_MECHANISMS:
+        from_env = os.environ.get(SASL_PASSWORD_ENV)
+        if from_env:
+            values["sasl_password"] = Secret(from_env)
+    return values
+
+
+def _upper_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    # Kafka spells these in capitals; accept any case, as Kafka's own clients do.
+    text = value.strip().upper() if isinstance(value, str) else value
+    if text not in choices:
+        raise ConfigError(name, f"must be one of {', '.join(choices)}; got {value!r}")
+    return str(text)
+
+
+def _password(value: Any) -> Secret | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, Secret):
+        return value
+    if not isinstance(value, str):
+        # The value itself is not shown: a mistyped password is still a password.
+        raise ConfigError("sasl_password", f"must be a string, got a {type(value).__name__}")
+    return Secret(value)
+
+
+def _readable_file(name: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    path = Path(_str(name, value)).expanduser()
+    if not path.is_file():
+        raise ConfigError(name, f"{str(path)!r} is not a file")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(name, f"{str(path)!r} is not readable by this process")
+    return str(path)
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(name, f"must be true or false, got {value!r}")
+
+
+def _check_security(c: HandlerConfig) -> None:
+    """The security options must make one consistent way of connecting."""
+    for setting, option in SECURITY_SETTING_OPTIONS.items():
+        if setting in c.producer_config and setting != option:  # equal names: checked before
+            raise ConfigError(
+                "producer_config", f"sets {setting!r}: use the handler option {option!r} instead"
+            )
+    uses_tls = c.security_protocol in ("SSL", "SASL_SSL")
+    uses_sasl = c.security_protocol.startswith("SASL_")
+    if not uses_tls:
+        for name in _SSL_FILE_OPTIONS:
+            if getattr(c, name) is not None:
+                raise ConfigError(
+                    name, f"is set but security_protocol is {c.security_protocol}; "
+                    "use SSL or SASL_SSL to connect with TLS",
+                )  # fmt: skip
+    if c.ssl_keyfile is not None and c.ssl_certfile is None:
+        raise ConfigError("ssl_keyfile", "needs ssl_certfile (the client certificate)")
+    if uses_tls and "ssl_context" in c.producer_config and (
+        c.ssl_cafile or c.ssl_certfile or not c.ssl_check_hostname
+    ):
+        raise ConfigError(
+            "producer_config",
+            "sets 'ssl_context' together with ssl_* handler options; use one or the other",
+        )
+    if not uses_sasl:
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if getattr(c, name) is not None:
+                raise ConfigError(
+                    name, f"is set but security_protocol is {c.security_protocol}; "
+                    "use SASL_SSL (or SASL_PLAINTEXT) to log in with SASL",
+                )  # fmt: skip
+        return
+    if c.sasl_mechanism is None:
+        raise ConfigError(
+            "sasl_mechanism",
+            f"is required with security_protocol {c.security_protocol} "
+            f"(one of {', '.join(SASL_MECHANISMS)})",
+        )
+    if c.sasl_mechanism in PASSWORD_MECHANISMS:
+        if c.sasl_username is None:
+            raise ConfigError("sasl_username", f"is required for {c.sasl_mechanism}")
+        if c.sasl_password is None:
+            raise ConfigError(
+                "sasl_password",
+                f"is required for {c.sasl_mechanism}: set it, or the {SASL_PASSWORD_ENV} "
+                "environment variable",
+            )
+    elif c.sasl_mechanism == "OAUTHBEARER" and "sasl_oauth_token_provider" not in c.producer_config:
+        raise ConfigError(
+            "sasl_mechanism", "OAUTHBEARER needs producer_config['sasl_oauth_token_provider']"
+        )

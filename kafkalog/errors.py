@@ -37,5 +37,29 @@ class TransportError(KafkalogError):
         self.cause_name = cause_name or type(self).__name__
 
 
+class SecurityError(TransportError):
+    """Kafka refused this client, not its records: TLS, login or permission failed.
+
+    Retriable, deliberately: the cause is in the cluster's or the client's setup (a CA, a
+    password, an ACL), which an operator fixes while the application runs. Until then records
+    are held (spilled), never dead-lettered, and they flow again once the fix is in.
+    """
+
+    def __init__(self, message: str, *, cause_name: str = "") -> None:
+        super().__init__(message, retriable=True, cause_name=cause_name or type(self).__name__)
+
+
+class TlsVerificationError(SecurityError):
+    """The broker's certificate did not verify (unknown CA, wrong host name, expired)."""
+
+
+class AuthenticationError(SecurityError):
+    """The broker rejected the SASL login (wrong user name or password, unknown mechanism)."""
+
+
+class AuthorizationError(SecurityError):
+    """The principal is not allowed to write the topic (a missing ACL)."""
+
+
 class SpillError(KafkalogError):
     """The local spill store could not write or read a segment."""

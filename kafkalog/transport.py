@@ -8,6 +8,7 @@ application, and it is thrown away and rebuilt after it fails.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import socket
@@ -26,7 +27,15 @@ from kafka.structs import OffsetAndMetadata
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import log
-from kafkalog.errors import ConfigError, KafkalogError, TransportError
+from kafkalog.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigError,
+    KafkalogError,
+    SecurityError,
+    TlsVerificationError,
+    TransportError,
+)
 
 # One record as the transport sees it: (value, key).
 OutRecord = tuple[bytes, "bytes | None"]
@@ -63,10 +72,20 @@ class Transport(Protocol):
         """In a forked child: forget the parent's connections without touching them."""
 
 
-def classify(exc: BaseException) -> TransportError:
-    """Turn any client exception into a TransportError, retriable or not, by its type."""
+def classify(
+    exc: BaseException, *, topic: str | None = None, login: str | None = None
+) -> TransportError:
+    """Turn any client exception into a TransportError, retriable or not, by its type.
+
+    TLS, login and permission failures become a :class:`~kafkalog.errors.SecurityError`
+    whose message names the cause; ``topic`` and ``login`` (who logged in how, never a
+    password) make those messages say which topic and which user.
+    """
     if isinstance(exc, TransportError):
         return exc
+    security = _security_error(exc, topic=topic, login=login)
+    if security is not None:
+        return security
     name = type(exc).__name__
     text = f"{name}: {exc}"
     if isinstance(exc, kafka.errors.KafkaError):
@@ -90,6 +109,98 @@ def check_producer_config(config: HandlerConfig) -> None:
         raise ConfigError(
             "producer_config", f"kafka-python does not know {unknown} (see KafkaProducer's docs)"
         )
+    check_tls_files(config)
+
+
+# -- connecting to a secured cluster ----------------------------------------------------------
+
+def security_settings(config: HandlerConfig) -> dict[str, Any]:
+    """The kafka-python settings (producer, consumer or admin) for the security options."""
+    c = config
+    settings: dict[str, Any] = {"security_protocol": c.security_protocol}
+    if c.security_protocol in ("SSL", "SASL_SSL"):
+        settings["ssl_check_hostname"] = c.ssl_check_hostname
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(c, name) is not None:
+                settings[name] = getattr(c, name)
+    if c.sasl_mechanism is not None:
+        settings["sasl_mechanism"] = c.sasl_mechanism
+    if c.sasl_username is not None:
+        settings["sasl_plain_username"] = c.sasl_username
+    if c.sasl_password is not None:
+        settings["sasl_plain_password"] = c.sasl_password.reveal()
+    return settings
+
+
+def _no_password() -> bytes:
+    # Without a callback OpenSSL would prompt on the terminal for an encrypted key's password,
+    # blocking the thread; this makes such a key fail to load instead.
+    return b""
+
+
+def check_tls_files(config: HandlerConfig) -> None:
+    """Load the CA, certificate and key files once at construction, so that a file in the
+    wrong format is a :class:`~kafkalog.errors.ConfigError` now, not a failure on every send."""
+    if config.security_protocol not in ("SSL", "SASL_SSL"):
+        return
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    option = "ssl_cafile"
+    try:
+        if config.ssl_cafile is not None:
+            ctx.load_verify_locations(config.ssl_cafile)
+        option = "ssl_certfile" if config.ssl_keyfile is None else "ssl_certfile/ssl_keyfile"
+        if config.ssl_certfile is not None:
+            password = config.producer_config.get("ssl_password") or _no_password
+            ctx.load_cert_chain(config.ssl_certfile, config.ssl_keyfile, password)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise ConfigError(option, f"could not be loaded for TLS ({reason})") from None
+
+
+def _tls_failed(exc: ssl.SSLCertVerificationError, server: str | None) -> TlsVerificationError:
+    where = f" connecting to {server}" if server else ""
+    why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or "rejected"
+    return TlsVerificationError(
+        f"TLS verification failed{where}: {why} (check ssl_cafile, and ssl_check_hostname "
+        "if the certificate names another host)",
+        cause_name="TlsVerificationFailed",
+    )
+
+
+_LOGIN_ERRORS = (
+    kafka.errors.SaslAuthenticationFailedError,
+    kafka.errors.UnsupportedSaslMechanismError,
+)
+
+
+def _security_error(
+    exc: BaseException, *, topic: str | None, login: str | None
+) -> SecurityError | None:
+    """The SecurityError for ``exc`` or the exceptions it was raised from, by type."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # kafka-python wraps at most a level or two
+        if seen is None:
+            return None
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return _tls_failed(seen, None)
+        if isinstance(seen, _LOGIN_ERRORS):
+            who = f" for {login}" if login else ""
+            return AuthenticationError(
+                f"authentication failed{who}: the broker rejected the SASL login "
+                f"({type(seen).__name__}; check sasl_username, sasl_password, sasl_mechanism)",
+                cause_name="AuthenticationFailed",
+            )
+        if isinstance(seen, kafka.errors.AuthorizationError):
+            who = f"{login}: " if login else ""
+            # Without WRITE on any topic the idempotent producer's id is refused (cluster
+            # authorization) before the topic is: the remedy is the same ACL.
+            return AuthorizationError(
+                f"{who}not authorised to write topic {topic or '?'} "
+                f"({type(seen).__name__}; grant the principal WRITE on the topic)",
+                cause_name="AuthorizationFailed",
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def check_compression_available(codec: str) -> str | None:
@@ -181,8 +292,18 @@ class KafkaPythonTransport:
         }
         if c.client_id:
             settings["client_id"] = c.client_id
+        settings.update(security_settings(c))
         settings.update(c.producer_config)
         return settings
+
+    def _classify(self, exc: BaseException, topic: str | None = None) -> TransportError:
+        c = self._config
+        login = None
+        if c.sasl_mechanism is not None:
+            login = f"SASL user {c.sasl_username!r} ({c.sasl_mechanism})"
+        elif c.ssl_certfile is not None:
+            login = f"the client certificate {c.ssl_certfile}"
+        return classify(exc, topic=topic or self._topic, login=login)
 
     def _ensure_producer(self, timeout_s: float) -> Any:
         """The producer, building it on a helper thread and waiting at most ``timeout_s``.
@@ -200,6 +321,10 @@ class KafkaPythonTransport:
                 self._connect = connect
         # At most CONNECT_WAIT_S per call: the worker's backoff and deadlines apply between.
         if not self._wait(connect.done, min(timeout_s, CONNECT_WAIT_S)):
+            # A refused certificate or login is known long before the bootstrap gives up.
+            failure = connect.refusal()
+            if failure is not None:
+                raise failure
             raise kafka.errors.KafkaTimeoutError("still connecting to the bootstrap servers")
         if connect.error is not None:
             raise connect.error
@@ -226,7 +351,7 @@ class KafkaPythonTransport:
         try:
             producer = self._ensure_producer(timeout_s)
         except Exception as exc:
-            err = classify(exc)
+            err = self._classify(exc, topic)
             return [err] * len(records)
 
         futures: list[tuple[int, Any]] = []
@@ -235,11 +360,23 @@ class KafkaPythonTransport:
             topic = self._topic
         else:
             partition = None  # a pinned partition belongs to the main topic
+        refused = False  # TLS, login or ACL: this client is refused, whatever it sends
         for i, (value, key) in enumerate(records):
             try:
-                futures.append((i, producer.send(topic, value=value, key=key, partition=partition)))
+                future = producer.send(topic, value=value, key=key, partition=partition)
+                futures.append((i, future))
+                if future.is_done and future.failed():
+                    # kafka-python hands back a refused topic as a failed future, after
+                    # waiting on metadata for each record: stop at the first refusal.
+                    err = self._classify(future.exception, topic)
+                    if isinstance(err, SecurityError):
+                        refused = True
+                        for j in range(i + 1, len(records)):
+                            results[j] = err
+                        break
             except Exception as exc:
-                err = classify(exc)
+                err = self._classify(exc, topic)
+                refused = isinstance(err, SecurityError)
                 if err.retriable:
                     # Missing metadata or a full buffer: the rest would wait and fail the same way.
                     for j in range(i, len(records)):
@@ -260,7 +397,7 @@ class KafkaPythonTransport:
             with contextlib.suppress(kafka.errors.KafkaError):
                 producer.flush(timeout=min(remaining, WAIT_SLICE_S))
 
-        broken = False
+        broken = refused  # a refused client may hold a fatal state (a refused producer id)
         for i, future in futures:
             if not future.is_done:
                 results[i] = TransportError(
@@ -270,7 +407,7 @@ class KafkaPythonTransport:
                 )
                 broken = True
             elif future.failed():
-                err = classify(future.exception)
+                err = self._classify(future.exception, topic)
                 results[i] = err
                 broken = True  # after a fatal error kafka-python fails every later batch too
         if broken:
@@ -342,6 +479,47 @@ def _abandon(producer: Any) -> None:
     producer.close(timeout=0)  # now only unregisters its atexit hook
 
 
+def _watching_client_factory(
+    sink: collections.deque[BaseException],
+) -> Callable[..., Any] | None:
+    """A ``kafka_client`` factory for kafka-python whose connections report why they failed.
+
+    kafka-python retries a refused TLS handshake or SASL login until its bootstrap times
+    out, then raises only ``KafkaTimeoutError``; the refusal itself is logged, not raised.
+    This client appends each such refusal (by exception type) to ``sink``, so the transport can
+    name the cause at once. Built on kafka-python 3's connection manager; with another
+    version it returns None and errors are reported as kafka-python raises them.
+    """
+    try:
+        from kafka.net.compat import KafkaNetClient  # noqa: PLC0415
+        from kafka.net.manager import KafkaConnectionManager  # noqa: PLC0415
+        from kafka.net.selector import NetworkSelector  # noqa: PLC0415
+    except ImportError:
+        return None
+
+    def record(exc: BaseException) -> None:
+        # Only refusals: plain disconnects, far more frequent, must not push them out.
+        if _security_error(exc, topic=None, login=None) is not None:
+            sink.append(exc)
+
+    class WatchingManager(KafkaConnectionManager):  # type: ignore[misc]
+        def get_connection(self, node_id: Any, *args: Any, **kwargs: Any) -> Any:
+            conn = super().get_connection(node_id, *args, **kwargs)
+            if not getattr(conn, "_kafkalog_watched", False):
+                conn._kafkalog_watched = True
+                # A refused login can fail the init future as a plain disconnect first;
+                # the close future then carries the broker's actual answer.
+                conn.init_future.add_errback(record)
+                conn.close_future.add_errback(record)
+            return conn
+
+    def factory(**configs: Any) -> Any:
+        net = NetworkSelector(**configs)
+        return KafkaNetClient(net=net, manager=WatchingManager(net, **configs), **configs)
+
+    return factory
+
+
 class _Connect:
     """One attempt to build a ``KafkaProducer``, running on a daemon thread of its own."""
 
@@ -350,14 +528,20 @@ class _Connect:
         self.producer: Any = None
         self.error: BaseException | None = None
         self._abandoned = False
-        self._settings = settings
+        self._settings = dict(settings)
+        self._refusals: collections.deque[BaseException] = collections.deque(maxlen=4)
+        factory = _watching_client_factory(self._refusals)
+        if factory is not None and "kafka_client" not in self._settings:
+            self._settings["kafka_client"] = factory
         threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
 
     def _run(self) -> None:
         try:
             producer = kafka.KafkaProducer(**self._settings)
         except Exception as exc:
-            self.error = exc
+            # kafka-python reports a bootstrap whose every attempt was refused (a TLS
+            # certificate, a login) only as a timeout: report the refusal instead.
+            self.error = self.refusal() or exc
         else:
             if self._abandoned:  # closed while we were connecting: nobody will use it
                 producer.close(timeout=0)
@@ -366,11 +550,17 @@ class _Connect:
         finally:
             self.done.set()
 
+    def refusal(self) -> BaseException | None:
+        """The latest connection failure of this attempt that was a TLS, login or permission
+        refusal (judged by exception type), or None."""
+        return self._refusals[-1] if self._refusals else None
+
     def abandon(self) -> None:
         """The transport closed: close the producer when (if) it arrives."""
         self._abandoned = True
         if self.done.is_set() and self.producer is not None:
             self.producer.close(timeout=0)
+
 
 # -- reading and probing a topic, for the ``kafkalog`` command (tail, check) ---------------------
 # Kept here so that kafka-python stays confined to this module; the handler never uses these.

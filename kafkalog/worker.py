@@ -30,7 +30,7 @@ from tenacity.stop import stop_base
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
-from kafkalog.errors import TransportError
+from kafkalog.errors import SecurityError, TransportError
 from kafkalog.queue import Entry, RecordQueue
 from kafkalog.spill import ReplayBatch, SpillRecord, SpillStore
 from kafkalog.transport import Transport
@@ -333,6 +333,17 @@ class BatchWorker:
         exc = outcome.exception() if outcome is not None else None
         if exc is not None:
             self.last_error = str(exc)
+            if isinstance(exc, SecurityError):
+                # Not an outage: somebody has to fix a CA, a password or an ACL. Say what,
+                # and that the records wait for it rather than being dropped.
+                self._warnings.warn(
+                    f"security:{exc.cause_name}",
+                    "%s; records for topic %r are kept%s and sent once this is fixed",
+                    exc,
+                    self._config.topic,
+                    " in the spill" if self._spill is not None else " (up to delivery_timeout_ms)",
+                )
+                return
             self._warnings.warn(
                 f"retry:{getattr(exc, 'cause_name', type(exc).__name__)}",
                 "cannot deliver to Kafka yet (%s); retrying with backoff",
