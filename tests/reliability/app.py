@@ -78,6 +78,7 @@ def launch(
     src_prefix: str = "",
     payload_bytes: int = 0,
     close_timeout_s: float = 60.0,
+    flush_timeout_s: float = 120.0,
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start the app as its own process (for tests). Its stdout and stderr go to
@@ -88,7 +89,7 @@ def launch(
         "--rate", str(rate), "--keys", str(keys), "--options", json.dumps(options or {}),
         "--ack-interval-ms", str(ack_interval_ms), "--bad-input", str(bad_input),
         "--src-prefix", src_prefix, "--payload-bytes", str(payload_bytes),
-        "--close-timeout-s", str(close_timeout_s),
+        "--close-timeout-s", str(close_timeout_s), "--flush-timeout-s", str(flush_timeout_s),
     ]  # fmt: skip
     if progress is not None:
         argv += ["--progress", str(progress)]
@@ -411,12 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     merged = array("q")
     for lat in latencies:
         merged.extend(lat)
+    # Which calls were slowest, and when: (ms, thread, seq) of the ten slowest.
+    slowest = sorted(((v / 1e6, t, seq) for t, lat in enumerate(latencies)
+                      for seq, v in enumerate(lat) if v > 10_000_000), reverse=True)[:10]
     summary = {
         "run": args.run,
         "sent": {f"{args.src_prefix}t{t}": logged[t] for t in range(threads)},
         "bad": bad,
         "refused": [f"{src}#{seq}" for src, seq in refused],
         "latency_ms": _percentiles(merged),
+        "slowest_calls": [{"ms": round(ms, 1), "thread": t, "seq": seq}
+                          for ms, t, seq in slowest],
         "exceptions": len(errors),
         "exception_samples": errors[:10],
         "flush_ok": flush_ok,

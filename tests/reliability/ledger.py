@@ -137,13 +137,17 @@ def check_delivery(
     peak_rss_mb: float | None = None,
     notes: str = "",
     details: Mapping[str, Any] | None = None,
+    unexpected_from: Iterable[RecordId] | None = None,
 ) -> ScenarioResult:
     """Compare the ids ``sent`` with the decoded JSON records ``consumed`` (in offset order).
 
     Only consumed records whose ``run`` field equals ``run`` count (all, if ``run`` is None).
     The key of a record for the order check is its ``key_field`` value, else its ``src``.
+    ``unexpected_from``: the ids that may legitimately come back (default: ``sent``), when
+    only some of them are promised (the kill loop promises only acknowledged records).
     """
     expected = set(sent)
+    known = expected if unexpected_from is None else set(unexpected_from) | expected
     copies: Counter[RecordId] = Counter()
     highest: dict[Any, int] = {}
     violations = 0
@@ -167,7 +171,7 @@ def check_delivery(
     delivered = sum(1 for rid in expected if copies[rid])
     lost_ids = sorted(rid for rid in expected if not copies[rid])
     duplicates = sum(n - 1 for n in copies.values() if n > 1)
-    unexpected = sum(1 for rid in copies if rid not in expected)
+    unexpected = sum(1 for rid in copies if rid not in known)
     extra: dict[str, Any] = dict(details or {})
     if lost_ids:
         extra["lost_sample"] = [f"{s}#{q}" for s, q in lost_ids[:LOST_SAMPLE]]
