@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
+from logstash_async.constants import constants as logstash_constants
 from logstash_async.handler import AsynchronousLogstashHandler
 
 from benchmarks.harness import FILLER, MESSAGE, Settings, new_topic, repeat, summary
@@ -29,7 +30,11 @@ from kafkalog import ConfigError, JsonFormatter, KafkaHandler
 # A TCP sink for python-logstash-async: accepts connections and throws the bytes away. It runs
 # as its own process so that it does not take the GIL from the loop being measured.
 _SINK = """
-import socket, sys, threading
+import os, socket, sys, threading
+def orphaned():  # stdin closes when the suite exits, however it exits
+    sys.stdin.read()
+    os._exit(0)
+threading.Thread(target=orphaned, daemon=True).start()
 srv = socket.create_server(("127.0.0.1", 0))
 print(srv.getsockname()[1], flush=True)
 def drain(conn):
@@ -94,7 +99,8 @@ class NaiveKafkaHandler(logging.Handler):
 @contextmanager
 def tcp_sink() -> Iterator[int]:
     """A discarding TCP server in a child process; yields its port."""
-    proc = subprocess.Popen([sys.executable, "-c", _SINK], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _SINK], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         yield int(proc.stdout.readline())
@@ -164,6 +170,12 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             h.close = lambda: (listener.stop(), logging.Handler.close(h))  # type: ignore[method-assign]
             return h
 
+        # Its worker sends 50 events per TCP connection and waits (polling every 50 ms) for the
+        # socket to drain before the next: a benchmark's backlog would take minutes to close.
+        # Larger batches (its documented knobs) keep it from still sending, and taking the
+        # GIL, while the next handler is measured.
+        logstash_constants.QUEUED_EVENTS_BATCH_SIZE = 5000
+        logstash_constants.QUEUED_EVENTS_FLUSH_COUNT = 5000
         cases: dict[str, Callable[[], logging.Handler]] = {"NullHandler": logging.NullHandler}
         if not only_kafkalog:
             cases.update({
