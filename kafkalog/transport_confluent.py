@@ -36,6 +36,8 @@ _MAX_RETRY_BACKOFF_MS = 300_000
 _CLOSE_WAIT_S = 1.0
 # After a purge, how long send() waits for librdkafka to report on the purged records.
 _PURGE_REPORT_WAIT_S = 0.5
+# At the end of an attempt, how long records already sent may still be acknowledged.
+_IN_FLIGHT_GRACE_S = 0.5
 
 # librdkafka properties kafkalog sets from its own options or needs for itself; setting them in
 # producer_config would silently change delivery semantics, so it is refused. Aliases included.
@@ -247,7 +249,11 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
         # The worker lingers and hands over whole batches, and each send ends in flush(),
         # which makes librdkafka send at once: a linger of its own would only add latency.
         "linger.ms": 0,
-        "batch.size": c.batch_size,
+        # librdkafka puts one partition in each produce request, so a batch is a request:
+        # with kafka-python's 16 KiB it would make ~60 times more requests (a hand-over of
+        # 20,000 records took seconds on a cold broker). kafkalog's batch_size stays what it is
+        # for the worker: the queued bytes that end its linger.
+        "batch.size": c.max_request_size,
         "message.max.bytes": c.max_request_size,
         "request.timeout.ms": request_timeout_ms,
         # Records not acknowledged when an attempt ends are purged by send(); this bound only
@@ -485,8 +491,14 @@ class ConfluentTransport:
             producer.flush(min(remaining, WAIT_SLICE_S))
 
         if outcome.open > 0:
-            # Out of time: take the rest back from librdkafka, so that it can not deliver them
-            # by itself after the worker has decided to resend or spill them.
+            # Out of time: take back what was never sent (certainly not delivered), and give
+            # what is on the wire a short grace to be acknowledged: a record purged in flight
+            # may still have been written, and the worker's resend would duplicate it.
+            self._purge(producer, outcome, in_flight=False)
+            self._await_in_flight(producer, outcome)
+        if outcome.open > 0:
+            # Take the rest back, so that librdkafka can not deliver it by itself after the
+            # worker has decided to resend or spill it.
             self._purge(producer, outcome)
         outcome.closed = True
         results = outcome.results
@@ -507,16 +519,27 @@ class ConfluentTransport:
             self._discard_producer()
         return results
 
-    def _purge(self, producer: confluent_kafka.Producer, outcome: _Outcome | None = None) -> None:
+    def _await_in_flight(self, producer: confluent_kafka.Producer, outcome: _Outcome) -> None:
+        end = self._clock() + _IN_FLIGHT_GRACE_S
+        while outcome.open > 0 and not self._interrupted.is_set() and self._clock() < end:
+            producer.poll(WAIT_SLICE_S / 2)
+
+    def _purge(
+        self,
+        producer: confluent_kafka.Producer,
+        outcome: _Outcome | None = None,
+        *,
+        in_flight: bool = True,
+    ) -> None:
         """Take every unacknowledged record out of librdkafka and serve their reports.
 
         Reports of purged records normally come at once; those of records that were in flight
         can lag a little, so with an ``outcome`` this waits (bounded) until it has them all.
         """
         try:
-            producer.purge(in_queue=True, in_flight=True, blocking=True)
+            producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
             producer.poll(0)
-            if outcome is not None and outcome.open > 0:
+            if in_flight and outcome is not None and outcome.open > 0:
                 end = self._clock() + _PURGE_REPORT_WAIT_S
                 while outcome.open > 0 and self._clock() < end:
                     producer.poll(WAIT_SLICE_S / 2)

@@ -111,7 +111,7 @@ def test_options_map_to_librdkafka_names_and_units() -> None:
     assert props["acks"] == "1"
     assert props["enable.idempotence"] is False
     assert props["compression.type"] == "lz4"
-    assert props["batch.size"] == 32768
+    assert props["batch.size"] == 2_000_000  # a librdkafka batch is a whole request
     assert props["message.max.bytes"] == 2_000_000
     assert props["request.timeout.ms"] == props["message.timeout.ms"] == 7000
     assert props["retry.backoff.ms"] == 1  # librdkafka's minimum
