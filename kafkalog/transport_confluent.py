@@ -26,7 +26,13 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import log
-from kafkalog.errors import ConfigError, TransportError
+from kafkalog.errors import (
+    AuthenticationError,
+    AuthorizationError,
+    ConfigError,
+    TlsVerificationError,
+    TransportError,
+)
 from kafkalog.transport import WAIT_SLICE_S, OutRecord
 
 # librdkafka's own limits on the properties kafkalog derives from its options.
@@ -165,32 +171,29 @@ _DENIED_CODES = _codes("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAIL
 def security_error(
     code: int, detail: str, *, topic: str | None = None, login: str | None = None
 ) -> TransportError | None:
-    """A retriable error naming a TLS, login or ACL refusal for a librdkafka code, or None.
+    """The :class:`~kafkalog.errors.SecurityError` for a librdkafka code, or None.
 
     ``detail`` is librdkafka's description, ``login`` says who logged in how (never a
     password), ``topic`` which topic was being written.
     """
     if code in _TLS_CODES:
-        return TransportError(
+        return TlsVerificationError(
             f"TLS verification failed: {detail} (check ssl_cafile, and ssl_check_hostname "
             "if the certificate names another host)",
-            retriable=True,
             cause_name="TlsVerificationFailed",
         )
     if code in _LOGIN_CODES:
         who = f" for {login}" if login else ""
-        return TransportError(
+        return AuthenticationError(
             f"authentication failed{who}: the broker rejected the SASL login ({detail}; "
             "check sasl_username, sasl_password, sasl_mechanism)",
-            retriable=True,
             cause_name="AuthenticationFailed",
         )
     if code in _DENIED_CODES:
         who = f"{login}: " if login else ""
-        return TransportError(
+        return AuthorizationError(
             f"{who}not authorised to write topic {topic or '?'} ({detail}; grant the "
             "principal WRITE on the topic)",
-            retriable=True,
             cause_name="AuthorizationFailed",
         )
     return None
@@ -280,9 +283,8 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
 
 def _security_properties(config: HandlerConfig) -> dict[str, Any]:
     """librdkafka properties for the handler's security options (TLS, SASL), if any are set."""
-    # getattr: the options are read only where the config has them.
-    protocol = getattr(config, "security_protocol", None)
-    if protocol is None or str(protocol).upper() == "PLAINTEXT":
+    protocol = config.security_protocol
+    if str(protocol).upper() == "PLAINTEXT":
         return {}
     props: dict[str, Any] = {"security.protocol": str(protocol).lower()}
     for option, prop in SECURITY_PROPERTIES.items():
@@ -334,7 +336,7 @@ def check_producer_config(config: HandlerConfig) -> None:
     by_property.update(_SECURITY_ALIASES)
     for prop in sorted(config.producer_config):
         option = by_property.get(prop)
-        if option is not None and hasattr(config, option):
+        if option is not None:
             raise ConfigError(
                 "producer_config", f"sets {prop!r}: use the handler option {option!r} instead"
             )
@@ -400,15 +402,12 @@ class ConfluentTransport:
         self._fatal = False
         self._last_client_error: str | None = None
         self._last_client_code: int | None = None
-        # Who this client is, for messages about refusals (never the password). getattr:
-        # the security options are read only where the config has them.
+        # Who this client is, for messages about refusals (never the password).
         self._login: str | None = None
-        user = getattr(config, "sasl_username", None)
-        certfile = getattr(config, "ssl_certfile", None)
-        if user:
-            self._login = f"SASL user {user!r} ({getattr(config, 'sasl_mechanism', None)})"
-        elif certfile:
-            self._login = f"the client certificate {certfile}"
+        if config.sasl_username:
+            self._login = f"SASL user {config.sasl_username!r} ({config.sasl_mechanism})"
+        elif config.ssl_certfile:
+            self._login = f"the client certificate {config.ssl_certfile}"
 
     def producer_settings(self) -> dict[str, Any]:
         """The librdkafka properties kafkalog gives the producer (``producer_config`` last)."""

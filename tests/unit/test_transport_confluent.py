@@ -17,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog import KafkaHandler
 from kafkalog.config import HandlerConfig
-from kafkalog.errors import ConfigError
+from kafkalog.errors import ConfigError, SecurityError
 from kafkalog.transport import KafkaPythonTransport, build_transport
 from kafkalog.transport_confluent import (
     ConfluentTransport,
@@ -126,12 +126,6 @@ def test_out_of_range_timeouts_are_clamped_to_what_librdkafka_accepts() -> None:
     check_producer_config(config(request_timeout_ms=3_600_000))  # no ConfigError
 
 
-needs_security_options = pytest.mark.skipif(
-    not hasattr(HandlerConfig, "security_protocol"), reason="no security options in this build"
-)
-
-
-@needs_security_options
 def test_security_options_map_to_librdkafka_properties(tmp_path: Any) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("not checked here")
@@ -149,7 +143,6 @@ def test_security_options_map_to_librdkafka_properties(tmp_path: Any) -> None:
     assert "security.protocol" not in producer_properties(config())
 
 
-@needs_security_options
 @pytest.mark.parametrize("prop", ["security.protocol", "sasl.password", "sasl.mechanisms"])
 def test_producer_config_may_not_set_what_a_security_option_sets(prop: str) -> None:
     with pytest.raises(ConfigError, match="use the handler option") as info:
@@ -241,6 +234,7 @@ def test_tls_login_and_acl_refusals_are_named_and_hold_records(
     code: int, kind: str, words: str
 ) -> None:
     err = classify_error(KafkaError(code, "details"), topic="logs", login="bob")
+    assert isinstance(err, SecurityError)  # the worker's warning says an operator must act
     assert err.cause_name == kind
     assert err.retriable  # held (spilled) until an operator fixes it, never dead-lettered
     assert words in str(err)
