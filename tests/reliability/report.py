@@ -74,6 +74,8 @@ def _details(row: dict[str, Any]) -> list[str]:
     lines = [f"### {row['scenario']}", ""]
     for key, value in details.items():
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            if lines[-1]:
+                lines.append("")  # a table must not continue the list above it
             lines += [f"**{key}**", "", *_subtable(value), ""]
         else:
             shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -117,7 +119,7 @@ def render(results: Sequence[dict[str, Any]]) -> str:
         "same key (a re-sent copy of an earlier record counts as a duplicate instead).",
         "- **Caller p99/max**: time spent inside each `logger.info()` call of the "
         "application, over every call of the run.",
-        "- **Peak RSS**: the application process's peak resident memory (`ru_maxrss`).",
+        "- **Peak RSS**: the application process's peak resident memory (`VmHWM`).",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|---|" + "---:|" * (len(COLUMNS) - 2) + "---|",
