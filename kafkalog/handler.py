@@ -88,7 +88,9 @@ class KafkaHandler(logging.Handler):
         transport_factory: TransportFactory | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(level)
+        # Everything that can refuse the options runs before logging.Handler.__init__, which
+        # registers the handler with logging: a half-built one would be flushed and closed by
+        # logging.shutdown() at exit (and by dictConfig), and fail there.
         if config is None:
             if topic is not None:
                 options["topic"] = topic
@@ -108,6 +110,7 @@ class KafkaHandler(logging.Handler):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError("static_fields", str(exc)) from None
+        super().__init__(level)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
         self._sync_timeout_s = config.sync_timeout_ms / 1000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 import socket
 import subprocess
@@ -182,6 +183,17 @@ def test_producer_config_librdkafka_refuses_is_a_config_error(props: dict[str, A
 def test_producer_config_may_not_set_what_kafkalog_manages(name: str) -> None:
     with pytest.raises(ConfigError, match="kafkalog sets these") as info:
         check_producer_config(config(producer_config={name: "x"}))
+    assert info.value.option == "producer_config"
+
+
+def test_a_handler_refused_at_construction_is_not_left_registered_with_logging() -> None:
+    # logging.shutdown() at exit flushes and closes every handler logging knows of.
+    with pytest.raises(ConfigError) as info:
+        KafkaHandler(topic="t", transport="confluent", spill_dir=None,
+                     producer_config={"no.such.property": 1})
+    known = [ref() for ref in logging._handlerList]  # type: ignore[attr-defined]
+    half_built = [h for h in known if isinstance(h, KafkaHandler) and not hasattr(h, "config")]
+    assert half_built == []
     assert info.value.option == "producer_config"
 
 
