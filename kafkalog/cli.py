@@ -60,6 +60,7 @@ from kafkalog.transport import (
     TopicMissingError,
     TopicReader,
     connection_problem,
+    security_settings,
 )
 
 EXIT_OK = 0
@@ -229,7 +230,7 @@ def _cmd_replay(args: argparse.Namespace, console: Console) -> int:
             try:
                 config = HandlerConfig.from_options(
                     {"topic": target, "bootstrap_servers": args.bootstrap_servers,
-                     "request_timeout_ms": int(timeout_s * 1000)}
+                     "request_timeout_ms": int(timeout_s * 1000), **security_options(args)}
                 )
             except ConfigError as exc:
                 console.print(f"[red]{exc}[/red]")
@@ -538,9 +539,23 @@ class TailPrinter:
         self._console.file.flush()
 
 
+def security_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The handler's security options given on the command line (only those given).
+
+    The password is never a flag (it would show in ``ps`` and shell history): it comes from
+    ``$KAFKALOG_SASL_PASSWORD``, as for the handler.
+    """
+    options = {name: getattr(args, name, None) for name in _SECURITY_FLAGS}
+    if getattr(args, "no_ssl_check_hostname", False):
+        options["ssl_check_hostname"] = False
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def client_config(args: argparse.Namespace) -> dict[str, Any]:
-    """Extra kafka-python client settings from the command line (security options go here)."""
-    return {}
+    """Extra kafka-python client settings from the command line: the security options,
+    validated like the handler's (a bad one raises :class:`~kafkalog.errors.ConfigError`)."""
+    config = HandlerConfig.from_options({"topic": "kafkalog-cli", **security_options(args)})
+    return security_settings(config)
 
 
 def _servers(text: str) -> list[str]:
@@ -752,6 +767,30 @@ def _positive_float(text: str) -> float:
     return value
 
 
+# Handler options that tail, check and replay take as --flags (dashes for underscores).
+_SECURITY_FLAGS: tuple[str, ...] = (
+    "security_protocol", "sasl_mechanism", "sasl_username", "ssl_cafile", "ssl_certfile",
+    "ssl_keyfile",
+)  # fmt: skip
+
+
+def _add_security(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "secured clusters", "as the handler options of the same names; the SASL password is "
+                            "read from $KAFKALOG_SASL_PASSWORD",
+    )  # fmt: skip
+    group.add_argument("--security-protocol", metavar="PROTOCOL",
+                       help="PLAINTEXT (default), SSL, SASL_PLAINTEXT or SASL_SSL")
+    group.add_argument("--sasl-mechanism", metavar="MECHANISM",
+                       help="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, ...")
+    group.add_argument("--sasl-username", metavar="USER")
+    group.add_argument("--ssl-cafile", metavar="PEM", help="CA certificate(s) to trust")
+    group.add_argument("--ssl-certfile", metavar="PEM", help="client certificate (mutual TLS)")
+    group.add_argument("--ssl-keyfile", metavar="PEM", help="client key (mutual TLS)")
+    group.add_argument("--no-ssl-check-hostname", action="store_true",
+                       help="accept a certificate that names another host (not advised)")
+
+
 def _add_bootstrap(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap-servers",
@@ -776,6 +815,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--topic", required=True)
     _add_bootstrap(tail)
+    _add_security(tail)
     tail.add_argument("--group", help="join this consumer group; commit offsets after printing")
     start = tail.add_mutually_exclusive_group()
     start.add_argument("--from-beginning", action="store_true",
@@ -811,6 +851,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--topic", required=True)
     _add_bootstrap(check)
+    _add_security(check)
     check.add_argument("--timeout", type=_positive_float, default=10.0, metavar="SECONDS",
                        help="time allowed for each step (default 10)")
     check.add_argument("--no-round-trip", action="store_true",
@@ -825,6 +866,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("KAFKALOG_BOOTSTRAP_SERVERS", "localhost:9092"),
     )
     replay.add_argument("--topic", help="send to this topic instead of each segment's own")
+    _add_security(replay)
     replay.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for Kafka per batch (default 30)")
     return parser
@@ -833,6 +875,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kafkalog`` console script."""
     args = build_parser().parse_args(argv)
+    if args.command in ("tail", "check"):
+        try:
+            client_config(args)  # bad security options: a usage error, before any network
+        except ConfigError as exc:
+            Console(stderr=True).print(f"[red]kafkalog {args.command}: {exc}[/red]")
+            return EXIT_USAGE
     # kafka-python logs its connection troubles as warnings; the commands report them instead.
     kafka_logger = logging.getLogger("kafka")
     kafka_logger.addHandler(logging.NullHandler())

@@ -192,10 +192,15 @@ def _security_error(
             )
         if isinstance(seen, kafka.errors.AuthorizationError):
             who = f"{login}: " if login else ""
+            if topic is None:  # not a send: which operation was refused is not known here
+                return AuthorizationError(
+                    f"{who}not authorised ({type(seen).__name__}; check the principal's ACLs)",
+                    cause_name="AuthorizationFailed",
+                )
             # Without WRITE on any topic the idempotent producer's id is refused (cluster
             # authorization) before the topic is: the remedy is the same ACL.
             return AuthorizationError(
-                f"{who}not authorised to write topic {topic or '?'} "
+                f"{who}not authorised to write topic {topic} "
                 f"({type(seen).__name__}; grant the principal WRITE on the topic)",
                 cause_name="AuthorizationFailed",
             )

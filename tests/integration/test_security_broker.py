@@ -62,6 +62,7 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafkaBr
     broker.start()
     try:
         broker.grant(f"User:{WRITER}", "kafkalog.", prefixed=True)
+        broker.grant(f"User:{WRITER}", "kafkalog.", "READ", prefixed=True)  # `kafkalog check`
         broker.grant(f"User:{pki.client_principal}", "kafkalog.", prefixed=True)
         yield broker
     finally:
@@ -258,3 +259,24 @@ def test_missing_write_acl_holds_records_until_it_is_granted_at_runtime(  # noqa
     handler.close()
     captured = capfd.readouterr()
     _assert_no_secret(*shown, spilled, captured.out, captured.err)
+
+
+# -- the kafkalog command -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("password", "exit_code"), [("right", 0), ("wrong", 8)])
+def test_kafkalog_check_on_a_secured_cluster_never_prints_the_password(
+    secured: SecuredKafkaBroker, secured_topic: str, password: str, exit_code: int
+) -> None:
+    secret = PASSWORDS[WRITER] if password == "right" else PASSWORDS[NOBODY][::-1]
+    result = subprocess.run(
+        [sys.executable, "-m", "kafkalog.cli", "check", "--topic", secured_topic,
+         "--bootstrap-servers", secured.sasl_bootstrap, "--security-protocol", "SASL_SSL",
+         "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", WRITER,
+         "--ssl-cafile", str(secured.pki.ca_cert), "--timeout", "10"],
+        env={**os.environ, SASL_PASSWORD_ENV: secret},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == exit_code, result.stdout + result.stderr
+    assert secret not in result.stdout + result.stderr
+    _assert_no_secret(result.stdout, result.stderr)

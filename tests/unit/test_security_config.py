@@ -19,6 +19,8 @@ from broker.kraft import wait_for
 from broker.tls import Pki, make_pki
 
 from kafkalog import KafkaHandler
+from kafkalog.cli import build_parser, client_config
+from kafkalog.cli import main as cli_main
 from kafkalog.config import SASL_PASSWORD_ENV, HandlerConfig, Secret
 from kafkalog.diagnostics import log as kafkalog_log
 from kafkalog.errors import (
@@ -283,3 +285,30 @@ def test_a_refused_client_spills_warns_once_and_loses_nothing(
 def test_transport_errors_without_security_meaning_are_not_security_errors() -> None:
     err = TransportError("x", retriable=True)
     assert not isinstance(err, SecurityError)
+
+
+# -- the kafkalog command -------------------------------------------------------------------------
+
+
+def test_cli_security_flags_become_client_settings(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SASL_PASSWORD_ENV, PASSWORD)
+    args = build_parser().parse_args([
+        "check", "--topic", "logs", "--security-protocol", "SASL_SSL",
+        "--sasl-mechanism", "PLAIN", "--sasl-username", "writer",
+        "--ssl-cafile", str(pki.ca_cert), "--no-ssl-check-hostname",
+    ])  # fmt: skip
+    settings = client_config(args)
+    assert settings["sasl_plain_password"] == PASSWORD
+    assert settings["ssl_check_hostname"] is False
+    assert settings["sasl_mechanism"] == "PLAIN"
+
+
+def test_cli_refuses_bad_security_flags_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = cli_main(["check", "--topic", "logs", "--bootstrap-servers", "127.0.0.1:1",
+                     "--security-protocol", "SASL_SSL"])
+    assert code == 2
+    assert "sasl_mechanism" in capsys.readouterr().err
