@@ -130,7 +130,9 @@ def test_spilled_records_are_masked_on_disk_and_when_replayed(
     deadline = time.monotonic() + 60
     while handler.stats()["replayed"] < 20 and time.monotonic() < deadline:
         time.sleep(0.05)  # the worker adopts and replays on its own; polled, bounded
-    assert handler.stats()["replayed"] == 20
+    # 21 when the new record went to disk behind the adopted ones (the worker was already
+    # replaying, and keeps order by queueing new records behind the spill).
+    assert handler.stats()["replayed"] in (20, 21)
 
     records = [r for r in consume(kafka_broker.bootstrap, topic, 21) if b'"seq"' in r.value]
     assert sorted(v["seq"] for v in values(records)) == list(range(20))
