@@ -52,13 +52,48 @@ class SecurityError(TransportError):
 class TlsVerificationError(SecurityError):
     """The broker's certificate did not verify (unknown CA, wrong host name, expired)."""
 
+    @classmethod
+    def failed(cls, why: str, *, server: str | None = None) -> TlsVerificationError:
+        """The warning text every transport uses; ``why`` is the client library's reason."""
+        where = f" connecting to {server}" if server else ""
+        return cls(
+            f"TLS verification failed{where}: {why} (check ssl_cafile, and ssl_check_hostname "
+            "if the certificate names another host)",
+            cause_name="TlsVerificationFailed",
+        )
+
 
 class AuthenticationError(SecurityError):
     """The broker rejected the SASL login (wrong user name or password, unknown mechanism)."""
 
+    @classmethod
+    def rejected(cls, why: str, *, login: str | None) -> AuthenticationError:
+        """The warning text every transport uses; ``login`` names user and mechanism, never
+        the password."""
+        who = f" for {login}" if login else ""
+        return cls(
+            f"authentication failed{who}: the broker rejected the SASL login ({why}; "
+            "check sasl_username, sasl_password, sasl_mechanism)",
+            cause_name="AuthenticationFailed",
+        )
+
 
 class AuthorizationError(SecurityError):
     """The principal is not allowed to write the topic (a missing ACL)."""
+
+    @classmethod
+    def denied(cls, why: str, *, topic: str | None, login: str | None) -> AuthorizationError:
+        """The warning text every transport uses; ``topic=None`` when the refused operation
+        is not known."""
+        who = f"{login}: " if login else ""
+        if topic is None:
+            return cls(f"{who}not authorised ({why}; check the principal's ACLs)",
+                       cause_name="AuthorizationFailed")
+        return cls(
+            f"{who}not authorised to write topic {topic} ({why}; grant the principal WRITE "
+            "on the topic)",
+            cause_name="AuthorizationFailed",
+        )
 
 
 class SpillError(KafkalogError):

@@ -158,13 +158,8 @@ def check_tls_files(config: HandlerConfig) -> None:
 
 
 def _tls_failed(exc: ssl.SSLCertVerificationError, server: str | None) -> TlsVerificationError:
-    where = f" connecting to {server}" if server else ""
     why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or "rejected"
-    return TlsVerificationError(
-        f"TLS verification failed{where}: {why} (check ssl_cafile, and ssl_check_hostname "
-        "if the certificate names another host)",
-        cause_name="TlsVerificationFailed",
-    )
+    return TlsVerificationError.failed(str(why), server=server)
 
 
 _LOGIN_ERRORS = (
@@ -184,26 +179,12 @@ def _security_error(
         if isinstance(seen, ssl.SSLCertVerificationError):
             return _tls_failed(seen, None)
         if isinstance(seen, _LOGIN_ERRORS):
-            who = f" for {login}" if login else ""
-            return AuthenticationError(
-                f"authentication failed{who}: the broker rejected the SASL login "
-                f"({type(seen).__name__}; check sasl_username, sasl_password, sasl_mechanism)",
-                cause_name="AuthenticationFailed",
-            )
+            return AuthenticationError.rejected(type(seen).__name__, login=login)
         if isinstance(seen, kafka.errors.AuthorizationError):
-            who = f"{login}: " if login else ""
-            if topic is None:  # not a send: which operation was refused is not known here
-                return AuthorizationError(
-                    f"{who}not authorised ({type(seen).__name__}; check the principal's ACLs)",
-                    cause_name="AuthorizationFailed",
-                )
             # Without WRITE on any topic the idempotent producer's id is refused (cluster
-            # authorization) before the topic is: the remedy is the same ACL.
-            return AuthorizationError(
-                f"{who}not authorised to write topic {topic} "
-                f"({type(seen).__name__}; grant the principal WRITE on the topic)",
-                cause_name="AuthorizationFailed",
-            )
+            # authorization) before the topic is: the remedy is the same ACL. Outside a send
+            # (topic None) which operation was refused is not known here.
+            return AuthorizationError.denied(type(seen).__name__, topic=topic, login=login)
         seen = seen.__cause__ or seen.__context__
     return None
 

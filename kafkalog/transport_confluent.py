@@ -177,25 +177,11 @@ def security_error(
     password), ``topic`` which topic was being written.
     """
     if code in _TLS_CODES:
-        return TlsVerificationError(
-            f"TLS verification failed: {detail} (check ssl_cafile, and ssl_check_hostname "
-            "if the certificate names another host)",
-            cause_name="TlsVerificationFailed",
-        )
+        return TlsVerificationError.failed(detail)
     if code in _LOGIN_CODES:
-        who = f" for {login}" if login else ""
-        return AuthenticationError(
-            f"authentication failed{who}: the broker rejected the SASL login ({detail}; "
-            "check sasl_username, sasl_password, sasl_mechanism)",
-            cause_name="AuthenticationFailed",
-        )
+        return AuthenticationError.rejected(detail, login=login)
     if code in _DENIED_CODES:
-        who = f"{login}: " if login else ""
-        return AuthorizationError(
-            f"{who}not authorised to write topic {topic or '?'} ({detail}; grant the "
-            "principal WRITE on the topic)",
-            cause_name="AuthorizationFailed",
-        )
+        return AuthorizationError.denied(detail, topic=topic or "?", login=login)
     return None
 
 
