@@ -268,7 +268,7 @@ _PORTS_HANDED_OUT: set[int] = set()
 _PORTS_LOCK = threading.Lock()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A currently free TCP port on 127.0.0.1 (never the same one twice per process)."""
     with _PORTS_LOCK:
         for _ in range(50):
@@ -402,8 +402,8 @@ class KafkaBroker:
             work_dir if work_dir is not None else tempfile.mkdtemp(prefix="kafkalog-broker-")
         ).resolve()
         self.node_id = node_id
-        self.port = port if port is not None else _free_port()
-        self.controller_port = controller_port if controller_port is not None else _free_port()
+        self.port = port if port is not None else free_port()
+        self.controller_port = controller_port if controller_port is not None else free_port()
         self.cluster_id = cluster_id or new_cluster_id()
         self.quorum_voters = quorum_voters
         self.replication_factor = replication_factor
@@ -413,7 +413,7 @@ class KafkaBroker:
         self.heap_max = heap_max
         self.heap_min = heap_min
         self.proxy_port = proxy_port
-        self.external_port = _free_port() if proxy_port is not None else None
+        self.external_port = free_port() if proxy_port is not None else None
         self.data_dir = self.work_dir / "data"
         self.properties_file = self.work_dir / "server.properties"
         self.log4j_file = self.work_dir / "log4j2.properties"
@@ -844,8 +844,8 @@ class SecuredKafkaBroker(KafkaBroker):
             # Both are pasted into a JAAS line and a --add-scram argument unquoted.
             if not re.fullmatch(r"[A-Za-z0-9_.-]+", name + password):
                 raise ValueError(f"user {name!r}: use letters, digits, '_', '.', '-' only")
-        self.ssl_port = _free_port()
-        self.sasl_port = _free_port()
+        self.ssl_port = free_port()
+        self.sasl_port = free_port()
 
     @property
     def ssl_bootstrap(self) -> str:
@@ -972,7 +972,7 @@ class KafkaCluster:
         rf = replication_factor if replication_factor is not None else min(size, 3)
         min_isr = min_insync_replicas if min_insync_replicas is not None else min(2, size)
         ids = range(1, size + 1)
-        controller_ports = {node_id: _free_port() for node_id in ids}
+        controller_ports = {node_id: free_port() for node_id in ids}
         voters = ",".join(f"{i}@{HOST}:{p}" for i, p in controller_ports.items())
         self.brokers: dict[int, KafkaBroker] = {
             node_id: KafkaBroker(

@@ -6,7 +6,6 @@ import logging
 import os
 import selectors
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
-from broker.kraft import KafkaBroker
+from broker.kraft import KafkaBroker, free_port
 from kafka import KafkaProducer
 from kafka_read import consume
 
@@ -60,12 +59,6 @@ def log_records(bootstrap: str, topic: str, logger: logging.Logger, count: int,
     logger.removeHandler(handler)
     handler.close()
     return handler
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- tail ------------------------------------------------------------------------------------------
@@ -244,7 +237,7 @@ def test_check_passes_and_round_trips_a_record(kafka_broker: Any, topic: str) ->
 
 
 def test_check_on_a_refused_port(kafka_broker: Any) -> None:
-    proc = kafkalog("check", "--bootstrap-servers", f"127.0.0.1:{closed_port()}", "--topic", "t")
+    proc = kafkalog("check", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--topic", "t")
     assert proc.returncode == EXIT_REFUSED
     assert "refused" in proc.stdout.lower()
 

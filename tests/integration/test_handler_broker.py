@@ -21,16 +21,11 @@ from typing import Any
 
 import orjson
 import pytest
+from broker.kraft import free_port
 from kafka_read import consume, values
 from murmur2_reference import java_partition
 
 from kafkalog import KafkaHandler
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_dictconfig_round_trip(kafka_broker: Any, topic: str, transport_name: str) -> None:
@@ -306,7 +301,7 @@ def test_flush_and_close_are_bounded_when_the_broker_is_unreachable(
 ) -> None:
     handler = KafkaHandler(
         topic="nowhere",
-        bootstrap_servers=f"127.0.0.1:{closed_port()}",
+        bootstrap_servers=f"127.0.0.1:{free_port()}",
         transport=transport_name,
         close_timeout_ms=1000,
         spill_dir=None,  # without a spill store, what can not be delivered is counted lost
@@ -355,7 +350,7 @@ def test_emit_returns_quickly_when_topic_metadata_is_missing(
 ) -> None:
     # An invalid-for-auto-create situation is hard to stage; a topic on a closed port is the
     # worst case for kafka-python's send(), which would block for max_block_ms in emit().
-    handler = KafkaHandler(topic="never-created", bootstrap_servers=f"127.0.0.1:{closed_port()}")
+    handler = KafkaHandler(topic="never-created", bootstrap_servers=f"127.0.0.1:{free_port()}")
     logger.addHandler(handler)
     worst = 0.0
     for i in range(200):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from broker.kraft import free_port
 from kafka_read import consume, values
 
 from kafkalog import KafkaHandler
@@ -24,12 +24,6 @@ from kafkalog.spill import SEGMENT_SUFFIX, read_segment
 pytestmark = pytest.mark.integration
 
 SECRET = "hunter2-d6f1c0de"  # appears nowhere but under sensitive keys
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_records_arrive_masked_with_dictconfig_string_keys(kafka_broker: Any, topic: str) -> None:
@@ -107,7 +101,7 @@ def test_spilled_records_are_masked_on_disk_and_when_replayed(
     kafka_broker: Any, topic: str, tmp_path: Path, logger: logging.Logger
 ) -> None:
     spill_dir = tmp_path / "spill"
-    unreachable = f"127.0.0.1:{closed_port()}"
+    unreachable = f"127.0.0.1:{free_port()}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     done = subprocess.run(
         [sys.executable, "-c", APP, unreachable, topic, str(spill_dir), SECRET],

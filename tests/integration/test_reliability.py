@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker.kraft import KafkaBroker, KafkaCluster, create_topic, wait_for
+from broker.kraft import KafkaBroker, KafkaCluster, create_topic, free_port, wait_for
 from kafka import KafkaConsumer, TopicPartition
 from kafka_read import consume, values
 from reliability.app import STATE_LOGGING, Progress, launch, load_summary, log_path
@@ -47,14 +46,6 @@ def _dirty_expire_s() -> float:
         return int(Path("/proc/sys/vm/dirty_expire_centisecs").read_text()) / 100
     except (OSError, ValueError):
         return 30.0  # Linux's default
-
-
-def _free_port() -> int:
-    """A port nothing listens on (the control run's "broker")."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def wait_exit(proc: subprocess.Popen[bytes], summary: Path, timeout_s: float) -> dict[str, Any]:
@@ -321,7 +312,7 @@ def test_long_outage_under_load_delivers_everything_with_bounded_memory(
     # the queue is full), so no disk and no network at all. Its tail latency is what 8
     # threads contending for the GIL on this machine cost by themselves.
     control_file = tmp_path / "control.json"
-    control_proc = launch(bootstrap=f"127.0.0.1:{_free_port()}", topic=topic, run="control",
+    control_proc = launch(bootstrap=f"127.0.0.1:{free_port()}", topic=topic, run="control",
                           summary=control_file, threads=threads, count=count,
                           options={"spill_dir": None, "overflow_policy": "drop_newest",
                                    "queue_max_bytes": queue_max_bytes},

@@ -25,6 +25,7 @@ from typing import Any
 
 import psutil
 import pytest
+from broker.kraft import free_port
 from kafka_read import consume, values
 from reliability.ledger import check_delivery, record_result
 
@@ -46,13 +47,6 @@ _EXIT_LINE = re.compile(
 )
 _BOOT_LINE = re.compile(r"Booting worker with pid: (\d+)")
 _SERVER_TIMING = re.compile(r"log;dur=([0-9.]+)")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
@@ -122,7 +116,7 @@ class _RssSampler:
 def test_every_request_of_a_prefork_gunicorn_is_delivered(
     kafka_broker: Any, topic: str, tmp_path: Path, preload: bool
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gunicorn.log"
     env = {
         **os.environ,

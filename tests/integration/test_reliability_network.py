@@ -12,7 +12,6 @@ restart. Every record must arrive, and every log call must stay under the bound.
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 import uuid
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from broker.kraft import KafkaBroker, create_topic
+from broker.kraft import KafkaBroker, create_topic, free_port
 from kafka_read import consume, values
 from reliability import app
 from reliability.ledger import long_variant, record_result, result_from_summary
@@ -75,19 +74,12 @@ def _timeline() -> list[Phase]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def proxied_broker(tmp_path: Path) -> Iterator[tuple[KafkaBroker, FaultProxy]]:
     """A broker of the test's own whose EXTERNAL listener is reachable only via a proxy."""
     if os.environ.get("KAFKALOG_TEST_BOOTSTRAP"):
         pytest.skip("KAFKALOG_TEST_BOOTSTRAP is set: this test needs a broker it configures")
-    proxy_port = _free_port()
+    proxy_port = free_port()
     broker = KafkaBroker(tmp_path / "kafka-broker", proxy_port=proxy_port)
     broker.start()
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import time
 from typing import Any, ClassVar
 
 import pytest
+from broker.kraft import free_port
 from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog import KafkaHandler
@@ -27,12 +27,6 @@ from kafkalog.transport_confluent import (
     classify_error,
     producer_properties,
 )
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def config(**options: Any) -> HandlerConfig:
@@ -277,7 +271,7 @@ def test_exceptions_are_classified_by_type() -> None:
 
 
 def test_send_to_an_unreachable_broker_returns_retriable_errors_in_time() -> None:
-    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{closed_port()}"))
+    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{free_port()}"))
     try:
         started = time.monotonic()
         results = transport.send([(b"a", None), (b"b", b"k")], timeout_s=0.5)
@@ -296,7 +290,7 @@ def test_send_to_an_unreachable_broker_returns_retriable_errors_in_time() -> Non
 
 
 def test_interrupt_cuts_a_waiting_send_short() -> None:
-    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{closed_port()}"))
+    transport = ConfluentTransport(config(bootstrap_servers=f"127.0.0.1:{free_port()}"))
     results: list[Any] = []
     sender = threading.Thread(target=lambda: results.extend(transport.send([(b"x", None)], 30)))
     started = time.monotonic()
@@ -382,7 +376,7 @@ def test_a_forked_child_exits_normally_after_disowning_the_parents_producer() ->
         from kafkalog.config import HandlerConfig
         from kafkalog.transport_confluent import ConfluentTransport
         config = HandlerConfig.from_options({{
-            "topic": "t", "transport": "confluent", "bootstrap_servers": "127.0.0.1:{closed_port()}"
+            "topic": "t", "transport": "confluent", "bootstrap_servers": "127.0.0.1:{free_port()}"
         }})
         transport = ConfluentTransport(config)
         transport.send([(b"x", None)], 0.3)
