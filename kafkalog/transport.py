@@ -744,10 +744,6 @@ class TopicReader:
             self._consumer.close()
 
 
-#: Bootstrap attempts of ClusterProbe.connect while the failure looks like "not Kafka".
-_CONNECT_ATTEMPTS = 3
-
-
 class ProbeError(KafkalogError):
     """A step of :class:`ClusterProbe` failed; ``kind`` says which way (see PROBE_KINDS)."""
 
@@ -916,21 +912,9 @@ class ClusterProbe:
 
     def connect(self) -> dict[str, Any]:
         """Bootstrap a Kafka admin client (TLS and SASL included); return the cluster info."""
-        deadline = time.monotonic() + self._timeout_s
-        for attempt in range(_CONNECT_ATTEMPTS):
-            timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
-            with _kafka_log_errors() as catcher:
-                try:
-                    return self._connect(catcher, timeout_ms)
-                except ProbeError as problem:
-                    # A broker refusing a SASL login closes the connection (after
-                    # connection.failed.authentication.delay.ms); now and then kafka-python
-                    # sees the close before the refusal and reports a bare disconnect. Look
-                    # again, within the same time limit, before calling it "not Kafka".
-                    last = attempt == _CONNECT_ATTEMPTS - 1
-                    if problem.kind != "kafka" or last or time.monotonic() >= deadline:
-                        raise
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        timeout_ms = int(self._timeout_s * 1000)
+        with _kafka_log_errors() as catcher:
+            return self._connect(catcher, timeout_ms)
 
     def _connect(self, catcher: _CaughtErrors, timeout_ms: int) -> dict[str, Any]:
         try:
@@ -946,6 +930,13 @@ class ClusterProbe:
             kinds = [connection_problem(e) for e in seen]
             # The most telling cause wins: a TLS or SASL failure explains the timeout after it.
             kind = next((k for k in ("tls", "sasl", "refused", "dns") if k in kinds), "kafka")
+            if kind == "kafka" and self._config.get("sasl_mechanism") and any(
+                isinstance(e, kafka.errors.KafkaConnectionError) for e in seen
+            ):
+                # A broker refusing a SASL login closes the connection, and kafka-python
+                # often sees the close before the refusal: with a login configured, a
+                # dropped connection during bootstrap is reported as the login failing.
+                kind = "sasl"
             detail = next((e for e, k in zip(seen, kinds, strict=True) if k == kind), exc)
             raise ProbeError(kind, f"{type(detail).__name__}: {detail}") from exc
         return info
