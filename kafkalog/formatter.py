@@ -58,6 +58,10 @@ _LAST_RESORT: Final = b'{"message":"[kafkalog: log record could not be serialise
 
 _dumps = orjson.dumps
 _OPT_NON_STR_KEYS: Final = orjson.OPT_NON_STR_KEYS
+# orjson 3.12+ returns its output in a buffer of 4 KiB or more that it never trims, so a kept
+# record would pin ~10x its length. With a newline appended, slicing it off again makes the
+# right-sized copy: one C-level slice, about half the cost of bytes(memoryview(out)).
+_OPT_SLICEABLE: Final = orjson.OPT_APPEND_NEWLINE
 _floor = math.floor
 _isfinite = math.isfinite
 
@@ -72,6 +76,19 @@ _STD_ATTRS: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__di
     "kafkalog_id",
 }
 _no_extras = _STD_ATTRS.issuperset
+_LogRecord: Final = logging.LogRecord
+# A record straight from LogRecord.__init__ has exactly these many keys, the last one being
+# _INIT_LAST_KEY; extras (added by makeRecord) and ``message``/``asctime`` (added by a
+# Formatter) come after it. So "same length and same last key" means no extras, unless a
+# standard attribute was deleted and then set again: a cheaper test than issuperset(), tried
+# first, with issuperset() deciding whenever it does not hold.
+_INIT_KEYS: Final = tuple(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
+_INIT_LEN: Final = len(_INIT_KEYS)
+_INIT_LAST_KEY: Final = _INIT_KEYS[-1]
+
+# "000" .. "999": the microseconds of a timestamp are written as two of these, which is
+# cheaper than a format spec ("{us:06d}") on every record.
+_DIGITS3: Final = tuple(f"{i:03d}" for i in range(1000))
 
 # Extra values of these exact types can never make orjson fail or silently emit
 # null, so records carrying only such extras skip the inf/NaN re-check.
@@ -170,6 +187,11 @@ def new_record_id() -> str:
 
 
 # --------------------------------------------------------------------------- value helpers
+
+
+def _sized(out: bytes) -> bytes:
+    """A copy of ``out`` that owns only its length (see _OPT_SLICEABLE); for the slow paths."""
+    return bytes(memoryview(out))
 
 
 def _type_name(obj: object) -> str:
@@ -450,8 +472,9 @@ class JsonFormatter(logging.Formatter):
         self._max_bytes: int | None = None
         self.max_bytes = max_bytes
         # (second, "YYYY-MM-DDTHH:MM:SS.") swapped as one tuple, so threads
-        # racing on it always read a consistent pair.
-        self._ts_cache: tuple[int, str] = (-(2**63), "")
+        # racing on it always read a consistent pair.  The second is a float:
+        # the hot path subtracts it from ``record.created`` (a float).
+        self._ts_cache: tuple[float, str] = (-(2.0**63), "")
         self._static, self._service = self._prepare_static(static_fields)
         keys = tuple(redact_keys or ())
         self._redact: Redactor | None = Redactor(keys) if keys else None
@@ -520,6 +543,11 @@ class JsonFormatter(logging.Formatter):
     # ----------------------------------------------------------------- building
 
     def _timestamp(self, created: float) -> str:
+        """``created`` as RFC 3339 UTC with microseconds; refreshes the per-second cache.
+
+        :meth:`_build` inlines the common case (a record in the cached second) and calls
+        this for the rest; both must round the same way.
+        """
         sec = _floor(created)
         us = round((created - sec) * 1_000_000)
         if us >= 1_000_000:  # rounding carried into the next second
@@ -528,9 +556,9 @@ class JsonFormatter(logging.Formatter):
         cache = self._ts_cache
         if cache[0] != sec:
             # strftime only once per second; the hot path is one f-string.
-            cache = (sec, time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
+            cache = (float(sec), time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)))
             self._ts_cache = cache
-        return f"{cache[1]}{us:06d}Z"
+        return f"{cache[1]}{_DIGITS3[us // 1000]}{_DIGITS3[us % 1000]}Z"
 
     def _safe_timestamp(self, record: object) -> str:
         try:
@@ -573,29 +601,65 @@ class JsonFormatter(logging.Formatter):
 
     def _build(self, record: logging.LogRecord) -> tuple[dict[str, Any], bool]:
         """Return (record dict, whether orjson output must be re-checked for null)."""
+        # Every attribute is read before record.__dict__ (below): on CPython 3.11 reading
+        # __dict__ turns the record's inline attribute values into a dict, after which each
+        # attribute read takes the interpreter's slow, unspecialised path.
+        #
+        # _timestamp() inlined for a record in the cached second (nearly all of them). A
+        # difference in [0, 1) means floor(created) is the cached second, so the rounding is
+        # exactly _timestamp()'s; anything else (another second, a carry, NaN, a created
+        # that is not a float) takes _timestamp().
+        created = record.created
+        cache = self._ts_cache
+        try:
+            frac = created - cache[0]
+        except TypeError:
+            frac = -1.0
+        if 0.0 <= frac < 1.0 and (us := round(frac * 1_000_000)) < 1_000_000:
+            ts = f"{cache[1]}{_DIGITS3[us // 1000]}{_DIGITS3[us % 1000]}Z"
+        else:
+            ts = self._timestamp(created)
+        msg = record.msg
+        try:
+            if type(msg) is str and type(record) is _LogRecord:
+                # LogRecord.getMessage() inlined, as it is for a str msg: saves a call. A
+                # subclass of LogRecord may override getMessage(), so it is called for those.
+                args = record.args
+                message = msg % args if args else msg
+            else:
+                message = record.getMessage()
+        except Exception as exc:  # e.g. logger.info("%d", "x")
+            message = self._message_fallback(record, exc)
+        ecs = self._ecs
+        level = record.levelname
+        logger = record.name
+        where = record.filename if ecs else record.module
+        function = record.funcName
+        line = record.lineno
+        pid = record.process
+        thread_name = record.threadName
+        exc_info = record.exc_info
+        stack = record.stack_info
         rd = record.__dict__
-        rid = rd.get("kafkalog_id")
+        # A record as LogRecord.__init__ left it (see _INIT_LEN): no extras, no kafkalog_id.
+        plain = len(rd) == _INIT_LEN and next(reversed(rd)) == _INIT_LAST_KEY
+        rid = None if plain else rd.get("kafkalog_id")
         if not isinstance(rid, str):
             # new_record_id() inlined: this is the per-record hot path.
             rid = f"{_id_prefix}{next(_id_counter):x}"
-        ts = self._timestamp(record.created)
-        try:
-            message = record.getMessage()
-        except Exception as exc:  # e.g. logger.info("%d", "x")
-            message = self._message_fallback(record, exc)
-        if self._ecs:
+        if ecs:
             d: dict[str, Any] = {
                 "@timestamp": ts,
                 "message": message,
                 "log": {
-                    "level": record.levelname.lower(),
-                    "logger": record.name,
+                    "level": level.lower(),
+                    "logger": logger,
                     "origin": {
-                        "file": {"name": record.filename, "line": record.lineno},
-                        "function": record.funcName,
+                        "file": {"name": where, "line": line},
+                        "function": function,
                     },
                 },
-                "process": {"pid": record.process, "thread": {"name": record.threadName}},
+                "process": {"pid": pid, "thread": {"name": thread_name}},
                 "host": {"hostname": _host},
                 "event": {"id": rid},
                 "ecs": {"version": ECS_VERSION},
@@ -605,21 +669,21 @@ class JsonFormatter(logging.Formatter):
         else:
             d = {
                 "@timestamp": ts,
-                "level": record.levelname,
-                "logger": record.name,
+                "level": level,
+                "logger": logger,
                 "message": message,
-                "module": record.module,
-                "function": record.funcName,
-                "line": record.lineno,
-                "process": record.process,
-                "thread_name": record.threadName,
+                "module": where,
+                "function": function,
+                "line": line,
+                "process": pid,
+                "thread_name": thread_name,
                 "host": _host,
                 "id": rid,
             }
         if _OTEL_TRACE in _modules:
             ids = _trace_ids()
             if ids is not None:
-                if self._ecs:
+                if ecs:
                     d["trace"] = {"id": ids[0]}
                     d["span"] = {"id": ids[1]}
                 else:
@@ -627,22 +691,21 @@ class JsonFormatter(logging.Formatter):
         if self._static:
             d.update(self._static)
         recheck = False
-        if not _no_extras(rd):
+        if not (plain or _no_extras(rd)):
             recheck = self._add_extras(d, rd)
         bound = _bound_fields()  # kafkalog.context; the no-context cost is this get and a test
         if bound:
             recheck = self._add_bound(d, bound) or recheck
-        if record.exc_info:
+        if exc_info:
             parts = self._exception(record)
             if parts is not None:
                 etype, emsg, trace = parts
-                if self._ecs:
+                if ecs:
                     d["error"] = {"type": etype, "message": emsg, "stack_trace": trace}
                 else:
                     d["exception"] = {"type": etype, "message": emsg, "stacktrace": trace}
-        stack = record.stack_info
         if stack:
-            if self._ecs:
+            if ecs:
                 d["log"]["origin"]["stack_trace"] = stack
             else:
                 d["stack"] = stack
@@ -715,6 +778,10 @@ class JsonFormatter(logging.Formatter):
     def encode(self, record: logging.LogRecord) -> bytes:
         """Serialise ``record`` to compact UTF-8 JSON bytes.  Never raises.
 
+        The bytes object owns only its length (orjson's own output buffer
+        is 4 KiB or more), so records can be kept in a queue without pinning
+        more memory than their size.
+
         Values orjson cannot encode are converted (see the module's helpers):
         datetimes to ISO strings, Decimal/UUID to strings, sets to lists,
         bytes decoded with backslash escapes, out-of-range ints to strings,
@@ -737,15 +804,27 @@ class JsonFormatter(logging.Formatter):
         try:
             d, recheck = self._build(record)
         except Exception as exc:
-            return self._minimal(record, None, self._failure_note(record, exc))
+            return _sized(self._minimal(record, None, self._failure_note(record, exc)))
         try:
-            d, out = self._serialise(d, recheck)
+            try:
+                out = _dumps(d, default=_default, option=_OPT_SLICEABLE)
+            except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+                d, out = self._after_type_error(d, recheck, exc)
+            else:
+                if recheck and b"null" in out:
+                    # orjson writes inf/NaN as null without calling default; only a
+                    # walk can tell them apart from a genuine None.
+                    d = _sanitize(d, 0, set())
+                    out = _dumps(d, option=_OPT_SLICEABLE)
+                out = out[:-1]  # without the newline: the right-sized copy
             limit = self._max_bytes
             if limit is not None and len(out) > limit:
-                return self._truncate(record, d, out, limit)
+                return _sized(self._truncate(record, d, out, limit))
             return out
         except Exception as exc:
-            return self._minimal(record, self._id_of(d), self._failure_note(record, exc))
+            return _sized(
+                self._minimal(record, self._id_of(d), self._failure_note(record, exc))
+            )
 
     def format(self, record: logging.LogRecord) -> str:
         """stdlib-compatible entry point: :meth:`encode` decoded to ``str``."""
@@ -754,27 +833,22 @@ class JsonFormatter(logging.Formatter):
     # ----------------------------------------------------------------- slow paths
 
     @staticmethod
-    def _serialise(d: dict[str, Any], recheck: bool) -> tuple[dict[str, Any], bytes]:
-        try:
-            out = _dumps(d, default=_default)
-        except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-            retried: bytes | None = None
-            if "key must be str" in str(exc):
-                # Cheap C-level retry first: int/UUID/datetime/... keys.
-                try:
-                    retried = _dumps(d, default=_default, option=_OPT_NON_STR_KEYS)
-                except TypeError:
-                    retried = None
-            if retried is None:
-                d = _sanitize(d, 0, set())
-                return d, _dumps(d)
-            out = retried
-        if recheck and b"null" in out:
-            # orjson writes inf/NaN as null without calling default; only a
-            # walk can tell them apart from a genuine None.
+    def _after_type_error(
+        d: dict[str, Any], recheck: bool, exc: TypeError
+    ) -> tuple[dict[str, Any], bytes]:
+        """orjson refused ``d``: retry, else make it JSON-safe. Returns right-sized bytes."""
+        retried: bytes | None = None
+        if "key must be str" in str(exc):
+            # Cheap C-level retry first: int/UUID/datetime/... keys.
+            try:
+                retried = _dumps(d, default=_default, option=_OPT_NON_STR_KEYS)
+            except TypeError:
+                retried = None
+        if retried is None or (recheck and b"null" in retried):
+            # The null check as in encode(): inf/NaN written as null.
             d = _sanitize(d, 0, set())
-            out = _dumps(d)
-        return d, out
+            return d, _sized(_dumps(d))
+        return d, _sized(retried)
 
     def _id_of(self, d: dict[str, Any]) -> str | None:
         try:

@@ -27,6 +27,8 @@ from kafkalog.spill import SpillStore
 from kafkalog.transport import Transport, build_transport, check_transport_config
 from kafkalog.worker import BatchWorker
 
+_get_ident = threading.get_ident
+
 TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
 
 # Records of these top-level loggers never enter the handler: kafka-python's own logging (it
@@ -113,6 +115,7 @@ class KafkaHandler(logging.Handler):
         super().__init__(level)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
+        self._keyless_async = self._key_of is None and self._sync_level is None
         self._sync_timeout_s = config.sync_timeout_ms / 1000
         self._close_timeout_s = config.close_timeout_ms / 1000
         self._build_pipeline()
@@ -125,7 +128,7 @@ class KafkaHandler(logging.Handler):
     def _build_pipeline(self) -> None:
         """Create the queue, transport and worker (again in a forked child)."""
         config = self.config
-        self._local = threading.local()
+        self._emitting: set[int] = set()
         self._state_lock = threading.Lock()
         self._warnings = RateLimitedWarnings()
         spill_path = config.spill_path()
@@ -186,31 +189,33 @@ class KafkaHandler(logging.Handler):
         if self._closed:
             self._dropped_after_close += 1
             return
-        local = self._local
-        if getattr(local, "active", False):
+        # The threads inside emit() right now, by ident: a set test, add and discard cost
+        # about half of a threading.local's get and two sets.
+        emitting = self._emitting
+        thread = _get_ident()
+        if thread in emitting:
             # Logging from inside this emit (say, in an argument's __repr__) would recurse.
             self._reentrant += 1
             return
-        local.active = True
+        emitting.add(thread)
         try:
-            # A right-sized copy: orjson 3.12+ returns its output in an over-allocated buffer
-            # (4 KiB at least, never trimmed), so a queued record would pin ~10x its length
-            # and queue_max_bytes would not bound the queue's memory.
-            fmt = self.formatter
-            value = bytes(memoryview(
-                self._json.encode(record) if fmt is None else self._encode(record)))
-            key_of = self._key_of
-            key = key_of(record) if key_of is not None else None
-            sync_level = self._sync_level
-            waiter = (
-                threading.Event()
-                if sync_level is not None and record.levelno >= sync_level
-                else None
-            )
+            # The handler's own JsonFormatter returns right-sized bytes (see
+            # JsonFormatter.encode); _encode copies what other formatters return.
+            value = self._json.encode(record) if self.formatter is None else self._encode(record)
+            if self._keyless_async:  # the default: no key, no sync_level
+                key = waiter = None
+            else:
+                key_of = self._key_of
+                key = key_of(record) if key_of is not None else None
+                sync_level = self._sync_level
+                waiter = (
+                    threading.Event()
+                    if sync_level is not None and record.levelno >= sync_level
+                    else None
+                )
             if not self._started:
                 self._start_worker()
-            accepted = self._queue.put((value, key, waiter))
-            if not accepted:
+            if not self._queue.put((value, key, waiter)):
                 self._revive_worker()
             elif waiter is not None:
                 self._worker.request_flush(self._queue.accepted)
@@ -218,14 +223,17 @@ class KafkaHandler(logging.Handler):
         except Exception:
             self.handleError(record)
         finally:
-            local.active = False
+            emitting.discard(thread)
 
     def _encode(self, record: logging.LogRecord) -> bytes:
+        """The value for ``record`` with a formatter set by the application: a copy that owns
+        only its length (a JsonFormatter subclass may return orjson's 4 KiB+ buffer), so that
+        a queued record does not pin more than ``queue_max_bytes`` counts for it."""
         fmt = self.formatter
         if fmt is None:
             return self._json.encode(record)
         if isinstance(fmt, JsonFormatter):
-            return fmt.encode(record)
+            return bytes(memoryview(fmt.encode(record)))
         # A plain stdlib formatter: its text is the message value, cut to what Kafka accepts.
         data = fmt.format(record).encode("utf-8", "backslashreplace")
         limit = self._max_value_bytes()

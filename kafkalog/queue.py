@@ -7,6 +7,7 @@ worker once per batch rather than once per record, and keeps the delivery waterm
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +20,9 @@ Entry = tuple[bytes, "bytes | None", "threading.Event | None"]
 # Bytes a record costs against ``queue_max_bytes`` beyond its value and key: the tuple and the
 # bytes objects themselves, so that a flood of tiny records is bounded too.
 ENTRY_OVERHEAD_BYTES = 100
+
+# A ``_wake_at`` no queue reaches: the worker is not woken again until the queue shrinks.
+_NEVER = sys.maxsize
 
 # Takes the oldest queued records (oldest first) and whether the worker holds a batch taken
 # from the queue (older still); True if it took them.
@@ -67,6 +71,10 @@ class RecordQueue:
         #: Set when the worker should look at the queue: it became non-empty, a batch filled,
         #: or someone asked for a flush.
         self.wakeup = threading.Event()
+        #: put() sets ``wakeup`` when the queued bytes reach this: 0 while the queue is empty
+        #: (the first record wakes the worker), then ``batch_bytes`` (a batch has filled),
+        #: then _NEVER until records leave the queue (see _rearm()). One comparison per record.
+        self._wake_at = 0
         self.accepted = 0
         self.removed = 0
         self.inflight_start: int | None = None
@@ -86,7 +94,10 @@ class RecordQueue:
         key = entry[1]
         size = len(entry[0]) + (len(key) if key is not None else 0) + ENTRY_OVERHEAD_BYTES
         items = self._items
-        with self._lock:
+        lock = self._lock
+        # acquire/release rather than ``with``: less than half the cost on CPython 3.11.
+        lock.acquire()
+        try:
             total = self._bytes + size
             if len(items) >= self._max_records or total > self._max_bytes:
                 if not self._make_room(size):
@@ -99,10 +110,21 @@ class RecordQueue:
             self.accepted += 1
             # Wake the worker once per batch: when the queue stops being empty, and when it
             # crosses a batch's worth of bytes.
-            wake = len(items) == 1 or (total - size < self._batch_bytes <= total)
+            wake = total >= self._wake_at
+            if wake:
+                self._wake_at = self._batch_bytes if total < self._batch_bytes else _NEVER
+        finally:
+            lock.release()
         if wake:
             self.wakeup.set()
         return True
+
+    def _rearm(self) -> None:
+        """With the lock held, after records left the queue: when put() wakes the worker next."""
+        if not self._items:
+            self._wake_at = 0
+        else:
+            self._wake_at = self._batch_bytes if self._bytes < self._batch_bytes else _NEVER
 
     def _fits(self, size: int) -> bool:
         return len(self._items) < self._max_records and self._bytes + size <= self._max_bytes
@@ -117,6 +139,7 @@ class RecordQueue:
                 self.dropped_oldest += 1
                 if self._on_drop is not None:
                     self._on_drop(old)
+            self._rearm()
             self._progress.notify_all()
             return self._fits(size)
         if self._policy == "block":
@@ -149,6 +172,7 @@ class RecordQueue:
             freed += old_size
             oldest.append(old)
         self.removed += len(oldest)
+        self._rearm()
         if not self._fits(size):  # larger than the whole queue: it goes to the sink as well
             sink([*oldest, entry], self.inflight_start is not None)
             self.overflowed += len(oldest) + 1
@@ -187,6 +211,7 @@ class RecordQueue:
                     taken_bytes += size
                 self._bytes -= taken_bytes
             self.removed += len(batch)
+            self._rearm()
             self._not_full.notify_all()
             return batch
 

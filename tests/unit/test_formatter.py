@@ -14,6 +14,8 @@ import os
 import re
 import socket
 import threading
+import time
+import tracemalloc
 import uuid
 from types import TracebackType
 from typing import Any
@@ -171,6 +173,47 @@ def test_timestamp_values_and_second_cache(created: float, expected: str) -> Non
     assert encode(record, formatter)["@timestamp"] == expected  # cached second
 
 
+def _reference_timestamp(created: float) -> str:
+    """The timestamp rule spelled out: floor to the second, round to microseconds, carry."""
+    sec = math.floor(created)
+    us = round((created - sec) * 1_000_000)
+    if us >= 1_000_000:
+        sec, us = sec + 1, us - 1_000_000
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)) + f"{us:06d}Z"
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.floats(min_value=-2e9, max_value=4e9, allow_nan=False),
+        # Just below and above whole seconds, where rounding carries, and exact halves of a
+        # microsecond (1/128 s is 7812.5 µs), where rounding goes to the even neighbour.
+        st.integers(min_value=-(10**6), max_value=4 * 10**9).flatmap(
+            lambda s: st.sampled_from(
+                [s - 5e-7, s - 4e-7, s - 1e-9, float(s), s + 4e-7, s + 1 / 128, s + 3 / 128]
+            )
+        ),
+    )
+)
+def test_timestamp_matches_the_rounding_rule_cached_or_not(created: float) -> None:
+    formatter = JsonFormatter()
+    expected = _reference_timestamp(created)
+    record = make_record()
+    record.created = created
+    assert encode(record, formatter)["@timestamp"] == expected  # fills the second's cache
+    assert encode(record, formatter)["@timestamp"] == expected  # from the cache
+    neighbour = make_record()
+    neighbour.created = created + 0.5  # may be the same second or the next one
+    assert encode(neighbour, formatter)["@timestamp"] == _reference_timestamp(created + 0.5)
+
+
+@pytest.mark.parametrize("created", [1795252397, decimal.Decimal("1795252397.25")])
+def test_timestamp_of_a_created_that_is_not_a_float(created: object) -> None:
+    record = make_record()
+    record.created = created  # type: ignore[assignment]
+    assert encode(record)["@timestamp"] == _reference_timestamp(created)  # type: ignore[arg-type]
+
+
 def test_nonsense_created_falls_back_to_now() -> None:
     record = make_record("still shipped")
     record.created = float("nan")
@@ -299,6 +342,38 @@ def test_extras_at_top_level_after_core() -> None:
     assert doc["ok"] is True
     assert doc["none"] is None
     assert list(doc)[-4:] == ["user", "count", "ok", "none"]
+
+
+def test_extras_are_found_whatever_order_the_record_keeps_its_attributes_in() -> None:
+    # The formatter's quick "no extras" test looks at the record's last attribute: records
+    # whose standard attributes were set again after the extras, or that carry the
+    # ``message`` a stdlib Formatter adds, must still have their extras written.
+    reordered = make_record(extra={"user": "bob"})
+    last = list(vars(reordered))[-2]  # the last standard attribute, before "user"
+    value = getattr(reordered, last)
+    delattr(reordered, last)
+    setattr(reordered, last, value)
+    assert list(vars(reordered))[-1] == last
+    assert encode(reordered)["user"] == "bob"
+    formatted = make_record("m %s", ("x",), extra={"user": "eve"})
+    logging.Formatter().format(formatted)  # adds record.message
+    assert encode(formatted)["user"] == "eve"
+    rebuilt = logging.makeLogRecord({**vars(make_record()), "user": "ann"})
+    assert encode(rebuilt)["user"] == "ann"
+    plain = make_record()
+    assert set(encode(plain)) == {
+        "@timestamp", "level", "logger", "message", "module", "function", "line",
+        "process", "thread_name", "host", "id",
+    }
+
+
+def test_a_log_record_subclass_getmessage_is_used() -> None:
+    class Braces(logging.LogRecord):
+        def getMessage(self) -> str:  # noqa: N802 - stdlib name
+            return str(self.msg).format(*self.args)
+
+    record = Braces("n", logging.INFO, "/p.py", 1, "user {} paid {}", ("u-1", 5), None)
+    assert encode(record)["message"] == "user u-1 paid 5"
 
 
 def test_extra_collisions_are_prefixed_not_overwritten() -> None:
@@ -848,6 +923,40 @@ def test_broken_record_yields_minimal_record() -> None:
     assert doc["level"] == "INFO"
     assert "could not be serialised" in doc["message"]
     assert doc["message"].endswith("partial")
+
+
+def _nan_created() -> logging.LogRecord:
+    record = make_record("m")
+    record.created = float("nan")
+    return record
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_record("plain"),
+        lambda: make_record("m", extra={"x": math.inf}),  # re-encoded after sanitising
+        lambda: make_record("m", extra={"x": {1: "int key"}}),  # orjson refuses, then retries
+        lambda: make_record("m", extra={"x": {1: math.nan}}),  # both
+        lambda: make_record("y" * 5_000),  # truncated to max_bytes
+        _nan_created,  # the minimal record
+    ],
+)
+def test_encoded_bytes_own_only_their_length(make: Any) -> None:
+    # orjson 3.12+ returns its output in a buffer of 4 KiB or more; encode() must hand back a
+    # right-sized copy, or every queued record would pin that buffer.
+    formatter = JsonFormatter(max_bytes=1_000)
+    formatter.encode(make())  # fills the formatter's caches
+    record = make()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        out = formatter.encode(record)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    orjson.loads(out)
+    assert held < len(out) + 512, f"{held} bytes held for a {len(out)}-byte record"
 
 
 def test_not_a_record_at_all() -> None:
