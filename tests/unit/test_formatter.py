@@ -265,6 +265,13 @@ def test_ids_unique_and_compact() -> None:
     assert len({i.split("-")[0] for i in ids}) == 1  # one prefix per process
 
 
+def test_ids_count_up_in_hex_across_blocks() -> None:
+    # Ids are made in blocks of 256; written out they must still be the counter in hex.
+    counters = [int(new_record_id().split("-")[1], 16) for _ in range(600)]
+    assert counters == list(range(counters[0], counters[0] + 600))
+    assert all(ID_RE.match(new_record_id()) for _ in range(300))
+
+
 def test_pre_assigned_id_is_used() -> None:
     assert encode(make_record(extra={"kafkalog_id": "pre-1"}))["id"] == "pre-1"
     ecs = encode(make_record(extra={"kafkalog_id": "pre-2"}), JsonFormatter("ecs"))
