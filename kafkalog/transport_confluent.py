@@ -15,7 +15,6 @@ result per record, and decides about retries and spilling itself. Differences th
 from __future__ import annotations
 
 import ctypes
-import functools
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +43,8 @@ _CLOSE_WAIT_S = 1.0
 _PURGE_REPORT_WAIT_S = 0.5
 # At the end of an attempt, how long records already sent may still be acknowledged.
 _IN_FLIGHT_GRACE_S = 0.5
+# librdkafka's linger.ms (see producer_properties).
+_QUEUEING_LINGER_MS = 5
 
 # librdkafka properties kafkalog sets from its own options or needs for itself; setting them in
 # producer_config would silently change delivery semantics, so it is refused. Aliases included.
@@ -236,8 +237,10 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
         "enable.idempotence": c.acks == -1,
         "compression.type": c.compression_type,
         # The worker lingers and hands over whole batches, and each send ends in flush(),
-        # which makes librdkafka send at once: a linger of its own would only add latency.
-        "linger.ms": 0,
+        # which makes librdkafka send at once whatever its linger: this linger only applies
+        # while send() is still queueing a batch. With 0, librdkafka woke its thread for
+        # nearly every record queued, which cost ~20% of the process's CPU per record.
+        "linger.ms": _QUEUEING_LINGER_MS,
         # librdkafka puts one partition in each produce request, so a batch is a request:
         # with kafka-python's 16 KiB it would make ~60 times more requests (a hand-over of
         # 20,000 records took seconds on a cold broker). kafkalog's batch_size stays what it is
@@ -335,34 +338,63 @@ def check_producer_config(config: HandlerConfig) -> None:
         raise ConfigError("producer_config", f"librdkafka refuses it: {problem}")
 
 
-_PENDING = TransportError("no delivery report yet", retriable=True, cause_name="_PENDING")
 _PURGED = TransportError("taken back at the end of the attempt", retriable=True,
                          cause_name="_PURGE_QUEUE")
 _PURGE_CODES = _codes("_PURGE_QUEUE", "_PURGE_INFLIGHT")
 
 
 class _Outcome:
-    """Delivery results of one send(), filled in by librdkafka's delivery callbacks."""
+    """Results of one send(): None (delivered) unless a delivery callback reports a failure.
 
-    __slots__ = ("closed", "login", "open", "results", "topic")
+    The producer runs with ``delivery.report.only.error``, so librdkafka's successes never reach
+    Python; a record with no failure report is delivered once librdkafka holds nothing more.
+    """
+
+    __slots__ = ("login", "purged", "results", "topic")
 
     def __init__(self, count: int, topic: str, login: str | None) -> None:
-        self.results: list[TransportError | None] = [_PENDING] * count
-        self.open = 0
-        self.closed = False
+        self.results: list[TransportError | None] = [None] * count
+        self.purged = 0
         self.topic = topic
         self.login = login
 
-    def delivered(self, index: int, err: KafkaError | None, _msg: Any) -> None:
-        if self.closed:
-            return  # a report after send() returned: the worker has already acted on results
+    def failed(self, index: int, err: KafkaError | None) -> None:
         if err is None:
-            self.results[index] = None
-        elif err.code() in _PURGE_CODES:
+            return  # a success: delivered is what results already says
+        if err.code() in _PURGE_CODES:
             self.results[index] = _PURGED  # send() says why: the client's last error
+            self.purged += 1
         else:
             self.results[index] = classify_error(err, topic=self.topic, login=self.login)
-        self.open -= 1
+
+
+class _Current:
+    """Which send() the delivery callbacks of one producer report to (None between sends)."""
+
+    __slots__ = ("outcome",)
+
+    def __init__(self) -> None:
+        self.outcome: _Outcome | None = None
+
+
+class _Report:
+    """The delivery callback of the record at ``index`` of whichever batch is being sent.
+
+    One per position, made once per producer and reused by every send(): a new callable per
+    record (and the dict produce_batch() wants) kept tens of thousands of young objects alive
+    per batch, and the garbage collector's passes over them cost more than the sending.
+    """
+
+    __slots__ = ("current", "index")
+
+    def __init__(self, current: _Current, index: int) -> None:
+        self.current = current
+        self.index = index
+
+    def __call__(self, err: KafkaError | None, _msg: object) -> None:
+        outcome = self.current.outcome
+        if outcome is not None:  # else a report after send() returned: the worker has acted
+            outcome.failed(self.index, err)
 
 
 class ConfluentTransport:
@@ -384,6 +416,9 @@ class ConfluentTransport:
         self._on_new_client = on_new_client
         self._clock = clock
         self._producer: confluent_kafka.Producer | None = None
+        # The current producer's delivery callbacks, one per position in a batch (see _Report).
+        self._current = _Current()
+        self._reports: list[_Report] = []
         self._interrupted = threading.Event()
         self._fatal = False
         self._last_client_error: str | None = None
@@ -407,9 +442,18 @@ class ConfluentTransport:
             props = self.producer_settings()
             props["logger"] = _LibrdkafkaLog()
             props["error_cb"] = self._client_error
+            # Only failures reach the per-record callbacks, which spares a Message object and
+            # a Python call per delivered record. confluent-kafka implements this itself (it
+            # still frees each record's state); librdkafka still counts every record until it
+            # is acknowledged, which is how send() knows the silent ones were delivered.
+            props["delivery.report.only.error"] = True
             # librdkafka connects in the background: building it never waits for a broker.
             producer = confluent_kafka.Producer(props)
             self._producer = producer
+            # New callbacks too: a report from the old producer (being destroyed on another
+            # thread) can never land in this one's results.
+            self._current = _Current()
+            self._reports = []
             self._fatal = False
             self._last_client_error = self._last_client_code = None
             if self._on_new_client is not None:
@@ -446,90 +490,111 @@ class ConfluentTransport:
             if self._partition is not None:
                 partition = self._partition
         outcome = _Outcome(len(records), topic, self._login)
-        report = outcome.delivered
-        messages: list[dict[str, Any]] = [
-            {"value": value, "key": key, "callback": functools.partial(report, i)}
-            for i, (value, key) in enumerate(records)
-        ]
+        current = self._current
+        current.outcome = outcome
         try:
-            # One call hands the whole batch to librdkafka (much cheaper than a produce() per
-            # record); a message it could not queue gets an "_error" entry and no report.
-            outcome.open = producer.produce_batch(topic, messages, partition=partition)
-        except Exception as exc:
-            return [classify(exc)] * len(records)
-        if outcome.open < len(records):
-            for i, message in enumerate(messages):
-                refused = message.get("_error")
-                if refused is not None:
-                    outcome.results[i] = (
-                        classify_error(refused)
-                        if isinstance(refused, KafkaError)
-                        else classify(refused)
-                    )
-
-        # flush() makes librdkafka send at once and serves the delivery callbacks; it waits in
-        # slices so that interrupt() is noticed promptly.
-        while outcome.open > 0 and not self._interrupted.is_set():
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                break
-            producer.flush(min(remaining, WAIT_SLICE_S))
-
-        if outcome.open > 0:
-            # Out of time: take back what was never sent (certainly not delivered), and give
-            # what is on the wire a short grace to be acknowledged: a record purged in flight
-            # may still have been written, and the worker's resend would duplicate it.
-            self._purge(producer, outcome, in_flight=False)
-            self._await_in_flight(producer, outcome)
-        if outcome.open > 0:
-            # Take the rest back, so that librdkafka can not deliver it by itself after the
-            # worker has decided to resend or spill it.
-            self._purge(producer, outcome)
-        outcome.closed = True
+            held = self._produce(producer, records, topic, partition, outcome)
+            # flush() makes librdkafka send at once and serves the failure reports; it waits in
+            # slices so that interrupt() is noticed promptly. It returns what librdkafka still
+            # holds: 0 means every record has been acknowledged or reported as failed.
+            while held > 0 and not self._interrupted.is_set():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                held = producer.flush(min(remaining, WAIT_SLICE_S))
+            if held > 0:
+                # Out of time: take back what was never sent (certainly not delivered), and give
+                # what is on the wire a short grace to be acknowledged: a record purged in
+                # flight may still have been written, and the worker's resend would duplicate it.
+                self._purge(producer, in_flight=False)
+                held = self._await_in_flight(producer)
+            if held > 0:
+                # Take the rest back, so that librdkafka can not deliver it by itself after the
+                # worker has decided to resend or spill it.
+                held = self._purge(producer, wait_s=_PURGE_REPORT_WAIT_S)
+        finally:
+            current.outcome = None
         results = outcome.results
-        unreported = outcome.open > 0
-        if unreported or _PURGED in results:
-            # Reports that only say "purged" or nothing at all: name the client's last error
-            # instead (a refused connection, a failed TLS handshake or login).
+        if held > 0:
+            # librdkafka still holds something after the purge and its grace: a record
+            # without a failure report may have been delivered or not. Resending it is the
+            # safe side (a possible duplicate, never a loss).
             timeout = self._timeout_error()
-            results = [timeout if r is _PENDING or r is _PURGED else r for r in results]
+            results = [timeout if r is None or r is _PURGED else r for r in results]
+        elif outcome.purged:
+            # Reports that only say "purged": name the client's last error instead (a refused
+            # connection, a failed TLS handshake or login).
+            timeout = self._timeout_error()
+            results = [timeout if r is _PURGED else r for r in results]
         elif not any(results):
             # All delivered: an old error no longer applies.
             self._last_client_error = self._last_client_code = None
         del producer  # so that a discarded producer is destroyed off this thread
-        if self._fatal or unreported:
-            # Fatal: the idempotent producer's state is broken for good. Unreported: librdkafka
-            # still holds records the worker will resend; destroying it (without a flush) is
+        if self._fatal or held > 0:
+            # Fatal: the idempotent producer's state is broken for good. Held: librdkafka
+            # still has records the worker will resend; destroying it (without a flush) is
             # the one way to be sure it does not deliver them as well.
             self._discard_producer()
         return results
 
-    def _await_in_flight(self, producer: confluent_kafka.Producer, outcome: _Outcome) -> None:
-        end = self._clock() + _IN_FLIGHT_GRACE_S
-        while outcome.open > 0 and not self._interrupted.is_set() and self._clock() < end:
-            producer.poll(WAIT_SLICE_S / 2)
-
-    def _purge(
+    def _produce(
         self,
         producer: confluent_kafka.Producer,
-        outcome: _Outcome | None = None,
-        *,
-        in_flight: bool = True,
-    ) -> None:
+        records: Sequence[OutRecord],
+        topic: str,
+        partition: int,
+        outcome: _Outcome,
+    ) -> int:
+        """Hand ``records`` to librdkafka; return how much it holds (0: nothing was queued).
+
+        A produce() per record with a reused callback measured cheaper than produce_batch()
+        with a dict per record. A record librdkafka refuses to queue (its queue is full, the
+        record too large) gets its error here and no report later.
+        """
+        reports = self._reports
+        if len(reports) < len(records):
+            current = self._current
+            reports.extend(_Report(current, i) for i in range(len(reports), len(records)))
+        produce = producer.produce
+        queued = 0
+        for (value, key), report in zip(records, reports, strict=False):  # reports may be longer
+            try:
+                produce(topic, value, key, partition, report)
+                queued += 1
+            except Exception as exc:
+                outcome.results[report.index] = classify(exc)
+        return len(producer) if queued else 0
+
+    def _await_in_flight(self, producer: confluent_kafka.Producer) -> int:
+        """Serve reports for up to the in-flight grace; return what librdkafka still holds."""
+        end = self._clock() + _IN_FLIGHT_GRACE_S
+        held = _held(producer)
+        while held > 0 and not self._interrupted.is_set() and self._clock() < end:
+            producer.poll(WAIT_SLICE_S / 2)
+            held = _held(producer)
+        return held
+
+    def _purge(
+        self, producer: confluent_kafka.Producer, *, in_flight: bool = True, wait_s: float = 0.0
+    ) -> int:
         """Take every unacknowledged record out of librdkafka and serve their reports.
 
         Reports of purged records normally come at once; those of records that were in flight
-        can lag a little, so with an ``outcome`` this waits (bounded) until it has them all.
+        can lag a little, so this waits up to ``wait_s`` for librdkafka to hold nothing more.
+        Returns what it still holds.
         """
         try:
             producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
             producer.poll(0)
-            if in_flight and outcome is not None and outcome.open > 0:
-                end = self._clock() + _PURGE_REPORT_WAIT_S
-                while outcome.open > 0 and self._clock() < end:
-                    producer.poll(WAIT_SLICE_S / 2)
+            end = self._clock() + wait_s
+            held = _held(producer)
+            while held > 0 and self._clock() < end:
+                producer.poll(WAIT_SLICE_S / 2)
+                held = _held(producer)
         except Exception:
             log.debug("purging the producer", exc_info=True)
+            return _held(producer)
+        return held
 
     def _timeout_error(self) -> TransportError:
         last = self._last_client_error
@@ -574,6 +639,15 @@ class ConfluentTransport:
         producer, self._producer = self._producer, None
         if producer is not None:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(producer))
+
+
+def _held(producer: confluent_kafka.Producer) -> int:
+    """What librdkafka still holds: records not yet acknowledged or reported, and unserved
+    events. A producer that can not say counts as holding something."""
+    try:
+        return len(producer)
+    except Exception:
+        return 1
 
 
 def _destroy_in_background(holder: list[confluent_kafka.Producer], wait_s: float) -> None:
