@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import threading
@@ -23,7 +24,10 @@ import kafka
 import kafka.errors
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.structs import OffsetAndMetadata
+from kafka.partitioner.default import DefaultPartitioner, murmur2
+from kafka.producer.producer_batch import ProducerBatch
+from kafka.record.memory_records import MemoryRecordsBuilder
+from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import log
@@ -36,6 +40,7 @@ from kafkalog.errors import (
     TlsVerificationError,
     TransportError,
 )
+from kafkalog.recordbatch import encode_chunks, record_size
 
 # One record as the transport sees it: (value, key).
 OutRecord = tuple[bytes, "bytes | None"]
@@ -254,6 +259,14 @@ class KafkaPythonTransport:
         self._connect: _Connect | None = None
         self._interrupted = threading.Event()
         self._lock = threading.Lock()
+        # False: record by record through send() (tests compare the two paths).
+        self._bulk = True
+        self._hashes: dict[bytes, int] = {}
+
+    @property
+    def bulk(self) -> bool:
+        """True while batches are handed to kafka-python whole rather than record by record."""
+        return self._bulk
 
     def producer_settings(self, bootstrap_timeout_ms: int) -> dict[str, Any]:
         """The keyword arguments kafkalog gives ``KafkaProducer``."""
@@ -333,13 +346,20 @@ class KafkaPythonTransport:
     ) -> list[TransportError | None]:
         """Send the batch and wait for acknowledgements, up to ``timeout_s``."""
         deadline = self._clock() + timeout_s
-        results: list[TransportError | None] = [None] * len(records)
         try:
             producer = self._ensure_producer(timeout_s)
         except Exception as exc:
             err = self._classify(exc, topic)
             return [err] * len(records)
+        if self._bulk and _bulk_usable(producer):
+            return self._send_bulk(producer, records, deadline, topic)
+        return self._send_each(producer, records, deadline, topic)
 
+    def _send_each(
+        self, producer: Any, records: Sequence[OutRecord], deadline: float, topic: str | None
+    ) -> list[TransportError | None]:
+        """The public path: one ``KafkaProducer.send()`` per record."""
+        results: list[TransportError | None] = [None] * len(records)
         futures: list[tuple[int, Any]] = []
         partition = self._partition
         if topic is None:
@@ -402,6 +422,131 @@ class KafkaPythonTransport:
             self._discard_producer()
         return results
 
+    def _partition_of(self, key: bytes, partitions: Sequence[int]) -> int:
+        """kafka-python's default partitioner for a keyed record: murmur2 of the key."""
+        hashes = self._hashes
+        h = hashes.get(key)
+        if h is None:
+            if len(hashes) >= _HASH_CACHE_SIZE:
+                hashes.clear()  # keys are mostly few (loggers, tenants) or one-off (request ids)
+            h = hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return partitions[h % len(partitions)]
+
+    def _group(
+        self, producer: Any, records: Sequence[OutRecord], topic: str, pinned: int | None
+    ) -> tuple[dict[int, list[int]], list[int]]:
+        """Record positions by partition, in order; and the positions of unkeyed records."""
+        partitions = sorted(producer.partitions_for(topic))  # waits for metadata, bounded
+        if pinned is not None:
+            if pinned not in partitions:
+                raise ValueError(f"Unrecognized partition {pinned} for topic {topic}")
+            return {pinned: list(range(len(records)))}, []
+        groups: dict[int, list[int]] = {}
+        unkeyed: list[int] = []
+        partition_of = self._partition_of
+        for i, (_, key) in enumerate(records):
+            if key is None:
+                unkeyed.append(i)
+            else:
+                p = partition_of(key, partitions)
+                group = groups.get(p)
+                if group is None:
+                    groups[p] = [i]
+                else:
+                    group.append(i)
+        return groups, unkeyed
+
+    def _send_bulk(
+        self, producer: Any, records: Sequence[OutRecord], deadline: float, topic: str | None
+    ) -> list[TransportError | None]:
+        """Encode each producer batch in one pass and hand it to kafka-python whole.
+
+        kafka-python's sender still assigns the idempotent sequence, compresses, sends,
+        retries and completes each batch; only the per-record ``send()`` bookkeeping is
+        skipped: one future per producer batch instead of one per record.
+        """
+        n = len(records)
+        results: list[TransportError | None] = [None] * n
+        pinned = self._partition
+        if topic is None:
+            topic = self._topic
+        else:
+            pinned = None  # a pinned partition belongs to the main topic
+        limit = producer.config["max_request_size"]
+        sendable = records
+        positions: list[int] | None = None  # where each sendable record came from
+        if any(record_size(value, key) > limit for value, key in records):
+            positions = []
+            for i, (value, key) in enumerate(records):
+                if record_size(value, key) > limit:
+                    results[i] = self._classify(
+                        kafka.errors.MessageSizeTooLargeError(
+                            f"a record of {len(value)} bytes is over max_request_size ({limit})"
+                        ),
+                        topic,
+                    )
+                else:
+                    positions.append(i)
+            sendable = [records[i] for i in positions]
+        try:
+            groups, unkeyed = self._group(producer, sendable, topic, pinned)
+        except Exception as exc:
+            err = self._classify(exc, topic)
+            if isinstance(err, SecurityError):
+                self._discard_producer()
+            for i in positions if positions is not None else range(n):
+                results[i] = err
+            return results
+
+        acc = producer._accumulator
+        batch_bytes = acc.config["batch_size"]
+        now_ms = int(time.time() * 1000)
+        placed: list[tuple[Any, list[int]]] = []  # (kafka-python batch, sendable positions)
+        if unkeyed:
+            # Unkeyed records: each producer batch to a partition picked at random among those
+            # with a leader, as kafka-python's sticky partitioning does per new batch.
+            available = list(producer._metadata.available_partitions_for_topic(topic))
+            pool = available or sorted(producer.partitions_for(topic))
+            start = 0
+            for chunk in encode_chunks([sendable[i] for i in unkeyed], batch_bytes):
+                tp = TopicPartition(topic, random.choice(pool))
+                placed.append((_append_batch(acc, tp, chunk, now_ms),
+                               unkeyed[start:start + chunk[0]]))
+                start += chunk[0]
+        for p, idx in groups.items():
+            start = 0
+            tp = TopicPartition(topic, p)
+            for chunk in encode_chunks([sendable[i] for i in idx], batch_bytes):
+                placed.append((_append_batch(acc, tp, chunk, now_ms), idx[start:start + chunk[0]]))
+                start += chunk[0]
+        producer._sender.wakeup()
+
+        # Wait in slices so that interrupt() is noticed; what is still open when the time is up
+        # is reported as retriable below.
+        trackers = [batch._record_futures for batch, _ in placed]
+        while not self._interrupted.is_set():
+            trackers = [t for t in trackers if not t.done()]
+            remaining = deadline - self._clock()
+            if not trackers or remaining <= 0:
+                break
+            with contextlib.suppress(kafka.errors.KafkaError):
+                producer.flush(timeout=min(remaining, WAIT_SLICE_S))
+
+        broken = False
+        back = positions.__getitem__ if positions is not None else None
+        for batch, idx in placed:
+            errors = batch._record_futures.results(lambda exc: self._classify(exc, topic))
+            if errors is None:
+                continue  # all acknowledged
+            broken = True
+            for i, error in zip(idx, errors, strict=True):
+                results[back(i) if back is not None else i] = error
+        if broken:
+            # As in _send_each: a client that failed may hold stale connections or a fatal
+            # state; rebuild it rather than let its own retries race the worker's.
+            self._discard_producer()
+        return results
+
     def _wait(self, event: threading.Event, timeout_s: float) -> bool:
         deadline = self._clock() + timeout_s
         while not event.is_set() and not self._interrupted.is_set():
@@ -444,6 +589,165 @@ class KafkaPythonTransport:
             producer._closed = True  # kafka-python's own "already closed" flag
             producer.close(timeout=0)  # now only unregisters its atexit hook
             _ORPHANS.append(producer)  # keep it alive so __del__ never runs in the child
+
+
+# Entries of the key -> murmur2 cache before it is emptied.
+_HASH_CACHE_SIZE = 4096
+
+
+def _append_batch(acc: Any, tp: TopicPartition, chunk: tuple[int, bytes], timestamp_ms: int) -> Any:
+    """Put one producer batch of ``count`` encoded records into kafka-python's accumulator.
+
+    The batch is built as kafka-python's own ``append`` would leave it (see
+    :func:`_bulk_supported`), then queued behind the partition's other batches.
+    """
+    builder = MemoryRecordsBuilder(acc.config["message_version"], acc.config["compression_attrs"],
+                                   acc.config["batch_size"])
+    _fill(builder, chunk[0], chunk[1], timestamp_ms)
+    batch = ProducerBatch(tp, builder)
+    batch._record_futures = _Positions(batch.produce_future, chunk[0])
+    acc._appends_in_progress.increment()  # so that a forced close aborts this batch too
+    try:
+        with acc._tp_lock(tp):
+            if acc._closed:
+                raise kafka.errors.IllegalStateError("RecordAccumulator is closed")
+            acc._batches[tp].append(batch)
+            acc._incomplete.add(batch)
+    finally:
+        acc._appends_in_progress.decrement()
+    return batch
+
+
+def _fill(builder: Any, count: int, body: bytes, timestamp_ms: int) -> None:
+    """Set a fresh ``MemoryRecordsBuilder`` to hold ``body``: ``count`` records of one time."""
+    inner = builder._builder
+    inner._buffer += body
+    inner._first_timestamp = inner._max_timestamp = timestamp_ms
+    inner._last_offset = count - 1
+    inner._num_records = count
+    builder._next_offset = count
+
+
+def _bulk_supported() -> bool:
+    """Whether this kafka-python's batch builder holds what :func:`_fill` puts in it.
+
+    Checked once, by building the same batch both ways (kafka-python's per-record ``append``
+    and :func:`_fill`) and comparing the finished bytes; with a kafka-python whose internals
+    differ, the transport keeps to the public per-record ``send()``.
+    """
+    sample = [(b'{"m":"a"}', b"key"), (b"x" * 300, None), (b"", b""), (b"y" * 20000, b"k2")]
+    try:
+        ours = MemoryRecordsBuilder(2, 0, 1 << 20)
+        _fill(ours, len(sample), encode_chunks(sample, 1 << 20)[0][1], 1_700_000_000_000)
+        theirs = MemoryRecordsBuilder(2, 0, 1 << 20)
+        for value, key in sample:
+            theirs.append(1_700_000_000_000, key, value, [])
+        ours.close()
+        theirs.close()
+        return bytes(ours.buffer()) == bytes(theirs.buffer())
+    except Exception:
+        log.debug("kafka-python's batch builder is not as expected", exc_info=True)
+        return False
+
+
+_BULK_SUPPORTED: list[bool] = []
+
+
+def _bulk_usable(producer: Any) -> bool:
+    """Whether batches can go to this producer whole: a verified kafka-python, the v2 record
+    format, the default partitioner and no transactions or serializers of its own."""
+    if not _BULK_SUPPORTED:
+        _BULK_SUPPORTED.append(_bulk_supported())
+    config = producer.config
+    return (
+        _BULK_SUPPORTED[0]
+        and producer._accumulator.config["message_version"] == 2
+        and type(config["partitioner"]) is DefaultPartitioner
+        and config.get("transactional_id") is None
+        and config.get("key_serializer") is None
+        and config.get("value_serializer") is None
+    )
+
+
+class _Positions:
+    """Stands in for a producer batch's per-record futures, of which ours has none.
+
+    kafka-python reads them in one place: when the broker finds a batch too large, it splits
+    the batch in two and moves each record's future to the new batch with ``rebind``. Here a
+    record is a position, created only if it is moved, and the move is written down, so the
+    result of every record can still be found, through any number of splits, without a
+    future per record.
+    """
+
+    __slots__ = ("_count", "_future", "moved")
+
+    def __init__(self, future: Any, count: int) -> None:
+        self._future = future
+        self._count = count
+        self.moved: dict[int, tuple[Any, int]] = {}  # position -> (batch future, index in it)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, position: int) -> _Moved:
+        return _Moved(self, position)
+
+    def _where(self) -> list[tuple[Any, int]]:
+        future, moved = self._future, self.moved
+        return [moved.get(k, (future, k)) for k in range(self._count)]
+
+    def done(self) -> bool:
+        """Whether kafka-python has settled every record of the batch."""
+        if not self.moved:
+            return bool(self._future.is_done)
+        return all(future.is_done for future, _ in self._where())
+
+    def results(
+        self, classify: Callable[[BaseException], TransportError]
+    ) -> list[TransportError | None] | None:
+        """None if every record was acknowledged, else one result per record."""
+        if not self.moved:
+            outcome = _batch_outcome(self._future, classify)
+            if outcome is None:
+                return None
+            if callable(outcome):
+                return [outcome(k) for k in range(self._count)]
+            return [outcome] * self._count
+        results: list[TransportError | None] = []
+        for future, index in self._where():
+            outcome = _batch_outcome(future, classify)
+            results.append(outcome(index) if callable(outcome) else outcome)
+        return results if any(results) else None
+
+
+class _Moved:
+    """One record of a split batch, as kafka-python's ``split_and_reenqueue`` handles it."""
+
+    __slots__ = ("_position", "_positions")
+
+    def __init__(self, positions: _Positions, position: int) -> None:
+        self._positions = positions
+        self._position = position
+
+    def rebind(self, future: Any, index: int) -> None:
+        """The record now is record ``index`` of the batch whose future is ``future``."""
+        self._positions.moved[self._position] = (future, index)
+
+
+def _batch_outcome(
+    future: Any, classify: Callable[[BaseException], TransportError]
+) -> TransportError | Callable[[int], TransportError] | None:
+    """A batch's result: None (acknowledged), one error for all its records, or a function of
+    the record's index (the broker refused some records of the batch)."""
+    if not future.is_done:
+        return TransportError("KafkaTimeoutError: not acknowledged in time", retriable=True,
+                              cause_name="KafkaTimeoutError")
+    if future.failed():
+        return classify(future.exception)
+    failures = future.value[2]  # kafka-python completes failed batches this way too
+    if failures is None:
+        return None
+    return lambda index: classify(failures(index))
 
 
 _ORPHANS: list[Any] = []
