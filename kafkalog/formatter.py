@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from enum import Enum
+from itertools import islice as _islice
 from typing import Any, Final
 from uuid import UUID
 
@@ -31,6 +32,7 @@ import orjson
 from kafkalog.context import fields_get as _bound_fields
 from kafkalog.context import trace_ids as _trace_ids
 from kafkalog.redaction import DEFAULT_REDACT_KEYS, Redactor
+from kafkalog.redaction import LEAF_TYPES as _LEAF_TYPES
 
 __all__ = ["JsonFormatter", "new_record_id"]
 
@@ -716,8 +718,14 @@ class JsonFormatter(logging.Formatter):
         if self._static:
             d.update(self._static)
         recheck = False
-        if not (plain or _no_extras(rd)):
-            recheck = self._add_extras(d, rd)
+        if not plain:
+            if tuple(_islice(rd, _INIT_LEN)) == _INIT_KEYS:
+                # The standard attributes come first, in LogRecord.__init__'s order (as
+                # makeRecord leaves them): only what follows them can be an extra, so the
+                # loop looks at those few instead of every attribute.
+                recheck = self._add_extras(d, list(_islice(rd.items(), _INIT_LEN, None)))
+            elif not _no_extras(rd):
+                recheck = self._add_extras(d, list(rd.items()))
         bound = _bound_fields()  # kafkalog.context; the no-context cost is this get and a test
         if bound:
             recheck = self._add_bound(d, bound) or recheck
@@ -736,11 +744,14 @@ class JsonFormatter(logging.Formatter):
                 d["stack"] = stack
         return d, recheck
 
-    def _add_extras(self, d: dict[str, Any], rd: dict[str, Any]) -> bool:
+    def _add_extras(self, d: dict[str, Any], items: list[tuple[Any, Any]]) -> bool:
+        """Add the extras among a record's ``items`` (attribute name, value) to ``d``."""
         reserved = self._reserved
         redact = self._redact
+        if redact is not None:
+            decided, field = redact.decided, redact.field
         recheck = False
-        for key, value in rd.items():
+        for key, value in items:
             if key in _STD_ATTRS:
                 continue
             name = key if type(key) is str else _sanitize_key(key)
@@ -748,7 +759,14 @@ class JsonFormatter(logging.Formatter):
             while name in reserved or name in d:
                 name = "extra_" + name
             # The recheck below looks at the original value: masking only removes inf/NaN.
-            d[name] = value if redact is None else redact.field(key, value)
+            if redact is None:
+                d[name] = value
+            elif type(value) in _LEAF_TYPES and type(key) is str and decided(key) is False:
+                # What field() returns for a value that holds no keys, under a key already
+                # known not to match: the common flat extra skips that call.
+                d[name] = value
+            else:
+                d[name] = field(key, value)
             t = type(value)
             if t not in _SIMPLE_TYPES and not recheck:
                 # Finite floats are safe; anything else may hide an inf/NaN

@@ -54,8 +54,9 @@ _TOO_DEEP: Final = "[REDACTED: nested too deep to check for secrets]"
 # cache turns the word split into one dict lookup. Bounded, in case keys are generated.
 _CACHE_MAX: Final = 4096
 
-# Values of these exact types hold no keys: nothing to walk.
-_LEAF_TYPES: Final = frozenset({str, int, float, bool, type(None), bytes})
+#: Values of these exact types hold no keys: nothing to walk (the formatter skips them too).
+LEAF_TYPES: Final = frozenset({str, int, float, bool, type(None), bytes})
+_LEAF_TYPES: Final = LEAF_TYPES
 
 _HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _DIGITS = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
@@ -93,6 +94,10 @@ class Redactor:
         self._targets = frozenset(targets)
         self._longest = max(len(t) for t in targets)
         self._cache: dict[str, bool] = {}
+        #: ``decided(key)``: the decision :meth:`matches` made for the str ``key`` before (True:
+        #: masked), or None if it has not seen it. The formatter uses it to pass a leaf value
+        #: under a known, unmasked key through without calling :meth:`field`.
+        self.decided = self._cache.get
 
     def __repr__(self) -> str:
         return f"Redactor({list(self.keys)!r})"

@@ -115,6 +115,18 @@ def test_a_top_level_extra_named_like_a_secret_is_masked_whatever_its_type() -> 
     assert (out["password"], out["api_key"], out["token"]) == (MASK, MASK, MASK)
 
 
+def test_keys_seen_before_are_masked_or_kept_the_same_way_again() -> None:
+    # The formatter passes a plain value under a key it already knows to be harmless straight
+    # through; a key known to be a secret, or a container under a harmless key, still goes
+    # through the redactor on every record.
+    formatter = JsonFormatter()
+    for _ in range(3):
+        out = encoded(formatter, user="bob", password="hunter2", amount=1.5,
+                      data={"token": "t", "n": 1})
+        assert (out["user"], out["password"], out["amount"]) == ("bob", MASK, 1.5)
+        assert out["data"] == {"token": MASK, "n": 1}
+
+
 def test_unchanged_values_are_passed_through_as_the_same_object() -> None:
     redactor = Redactor(DEFAULT_REDACT_KEYS)
     value = {"a": [1, {"b": (2, 3)}], "c": {"d"}}
