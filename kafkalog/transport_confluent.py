@@ -556,14 +556,14 @@ class ConfluentTransport:
             current = self._current
             reports.extend(_Report(current, i) for i in range(len(reports), len(records)))
         produce = producer.produce
-        queued = 0
+        refused = 0
         for (value, key), report in zip(records, reports, strict=False):  # reports may be longer
             try:
                 produce(topic, value, key, partition, report)
-                queued += 1
             except Exception as exc:
                 outcome.results[report.index] = classify(exc)
-        return len(producer) if queued else 0
+                refused += 1
+        return 0 if refused == len(records) else _held(producer)
 
     def _await_in_flight(self, producer: confluent_kafka.Producer) -> int:
         """Serve reports for up to the in-flight grace; return what librdkafka still holds."""
