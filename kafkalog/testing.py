@@ -9,6 +9,7 @@ and look at ``store.records`` after ``handler.flush()``; no broker needed.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,7 +55,7 @@ class MemoryTransport:
     ) -> list[TransportError | None]:
         """Acknowledge ``records`` (or fail them, see ``fail_next``); ``topics`` notes where."""
         gate = self.gate
-        if gate is not None and not gate.wait(timeout_s):
+        if gate is not None and not self._wait_at(gate, timeout_s):
             err = TransportError("gate closed", retriable=True, cause_name="Gate")
             return [err] * len(records)
         with self._lock:
@@ -66,12 +67,22 @@ class MemoryTransport:
             self.topics.extend([topic] * len(records))
         return [None] * len(records)
 
+    def _wait_at(self, gate: threading.Event, timeout_s: float) -> bool:
+        # In slices, so that interrupt() ends the wait promptly, as a real transport's does.
+        deadline = time.monotonic() + timeout_s
+        while not gate.is_set():
+            remaining = deadline - time.monotonic()
+            if self.interrupted or remaining <= 0:
+                return False
+            gate.wait(min(remaining, 0.02))
+        return True
+
     def close(self, timeout_s: float) -> None:
         """Mark closed."""
         self.closed = True
 
     def interrupt(self) -> None:
-        """Open the gate, if any, failing the send that waits at it."""
+        """Fail the send waiting at the gate, if any, and every later one that would wait."""
         self.interrupted = True
 
     def disown(self) -> None:
