@@ -505,7 +505,7 @@ class KafkaPythonTransport:
         if unkeyed:
             # Unkeyed records: each producer batch to a partition picked at random among those
             # with a leader, as kafka-python's sticky partitioning does per new batch.
-            available = list(producer._metadata.available_partitions_for_topic(topic))
+            available = list(producer._metadata.available_partitions_for_topic(topic) or ())
             pool = available or sorted(producer.partitions_for(topic))
             start = 0
             for chunk in encode_chunks([sendable[i] for i in unkeyed], batch_bytes):

@@ -102,3 +102,57 @@ def test_bulk_is_used_only_with_kafka_pythons_defaults() -> None:
     old = FakeProducer()
     old._accumulator.config = {"message_version": 1}
     assert not _bulk_usable(old)
+
+
+class FakeBatchFuture:
+    """A kafka-python batch future, settled by the test."""
+
+    def __init__(self) -> None:
+        self.is_done = False
+        self.value: Any = None
+        self.exception: BaseException | None = None
+
+    def failed(self) -> bool:
+        return self.exception is not None
+
+    def ok(self, failures: Any = None) -> None:
+        self.is_done, self.value = True, (0, -1, failures)
+
+
+def test_records_of_a_split_batch_keep_their_own_results() -> None:
+    from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
+
+    from kafkalog.errors import TransportError  # noqa: PLC0415
+    from kafkalog.transport import _Positions, classify  # noqa: PLC0415
+
+    original = FakeBatchFuture()
+    positions = _Positions(original, 4)
+    first, second = FakeBatchFuture(), FakeBatchFuture()
+    # kafka-python's split moves records 0-1 to one new batch and 2-3 to another.
+    for k in range(4):
+        positions[k].rebind(first if k < 2 else second, k % 2)
+    assert not positions.done()
+    first.ok()
+    assert not positions.done()
+    second.ok(lambda index: MessageSizeTooLargeError(f"record {index}"))
+    assert positions.done()
+    results = positions.results(classify)
+    assert results is not None
+    assert results[:2] == [None, None]
+    assert all(isinstance(r, TransportError) and not r.retriable for r in results[2:])
+    assert [str(r) for r in results[2:]] == [
+        str(classify(MessageSizeTooLargeError("record 0"))),
+        str(classify(MessageSizeTooLargeError("record 1"))),
+    ]
+
+
+def test_an_unsplit_batch_is_settled_by_its_one_future() -> None:
+    from kafkalog.transport import _Positions, classify  # noqa: PLC0415
+
+    future = FakeBatchFuture()
+    positions = _Positions(future, 3)
+    results = positions.results(classify)
+    assert results is not None and all(r is not None and r.retriable for r in results)
+    future.ok()
+    assert positions.done()
+    assert positions.results(classify) is None
