@@ -260,6 +260,9 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
         # murmur2 for keyed records, like Kafka's Java client and kafka-python, so a key lands
         # on the same partition whichever transport sent it; unkeyed records spread randomly.
         "partitioner": "murmur2_random",
+        # librdkafka sticks unkeyed records to one partition for twice linger.ms; with the
+        # 5 ms linger above a whole batch could land on one partition. 0 keeps them random.
+        "sticky.partitioning.linger.ms": 0,
         # Kafka's (and kafka-python's) default. librdkafka's own is a million, which without
         # idempotence (acks 0 or 1) lets its retries reorder records over a far wider window.
         "max.in.flight.requests.per.connection": 5,
