@@ -259,14 +259,13 @@ class KafkaPythonTransport:
         self._connect: _Connect | None = None
         self._interrupted = threading.Event()
         self._lock = threading.Lock()
-        # False: record by record through send() (tests compare the two paths).
-        self._bulk = True
         self._hashes: dict[bytes, int] = {}
+        self._whole = False
 
     @property
     def bulk(self) -> bool:
-        """True while batches are handed to kafka-python whole rather than record by record."""
-        return self._bulk
+        """True if the last batch went to kafka-python whole rather than record by record."""
+        return self._whole
 
     def producer_settings(self, bootstrap_timeout_ms: int) -> dict[str, Any]:
         """The keyword arguments kafkalog gives ``KafkaProducer``."""
@@ -351,7 +350,8 @@ class KafkaPythonTransport:
         except Exception as exc:
             err = self._classify(exc, topic)
             return [err] * len(records)
-        if self._bulk and _bulk_usable(producer):
+        self._whole = _bulk_usable(producer)
+        if self._whole:
             return self._send_bulk(producer, records, deadline, topic)
         return self._send_each(producer, records, deadline, topic)
 
@@ -433,18 +433,24 @@ class KafkaPythonTransport:
         return partitions[h % len(partitions)]
 
     def _group(
-        self, producer: Any, records: Sequence[OutRecord], topic: str, pinned: int | None
+        self, producer: Any, records: Sequence[OutRecord], topic: str, pinned: int | None,
+        skip: set[int],
     ) -> tuple[dict[int, list[int]], list[int]]:
-        """Record positions by partition, in order; and the positions of unkeyed records."""
+        """Record positions by partition, in order; and the positions of unkeyed records.
+
+        Positions in ``skip`` are left out.
+        """
         partitions = sorted(producer.partitions_for(topic))  # waits for metadata, bounded
         if pinned is not None:
             if pinned not in partitions:
                 raise ValueError(f"Unrecognized partition {pinned} for topic {topic}")
-            return {pinned: list(range(len(records)))}, []
+            return {pinned: [i for i in range(len(records)) if i not in skip]}, []
         groups: dict[int, list[int]] = {}
         unkeyed: list[int] = []
         partition_of = self._partition_of
         for i, (_, key) in enumerate(records):
+            if skip and i in skip:
+                continue
             if key is None:
                 unkeyed.append(i)
             else:
@@ -473,50 +479,36 @@ class KafkaPythonTransport:
         else:
             pinned = None  # a pinned partition belongs to the main topic
         limit = producer.config["max_request_size"]
-        sendable = records
-        positions: list[int] | None = None  # where each sendable record came from
-        if any(record_size(value, key) > limit for value, key in records):
-            positions = []
-            for i, (value, key) in enumerate(records):
-                if record_size(value, key) > limit:
-                    results[i] = self._classify(
-                        kafka.errors.MessageSizeTooLargeError(
-                            f"a record of {len(value)} bytes is over max_request_size ({limit})"
-                        ),
-                        topic,
-                    )
-                else:
-                    positions.append(i)
-            sendable = [records[i] for i in positions]
+        # As send() would: a record over max_request_size fails alone, the rest go on.
+        too_big = {i for i, (value, key) in enumerate(records) if record_size(value, key) > limit}
+        for i in too_big:
+            results[i] = self._classify(kafka.errors.MessageSizeTooLargeError(
+                f"a record of {len(records[i][0])} bytes is over max_request_size ({limit})"
+            ), topic)
         try:
-            groups, unkeyed = self._group(producer, sendable, topic, pinned)
+            groups, unkeyed = self._group(producer, records, topic, pinned, too_big)
         except Exception as exc:
             err = self._classify(exc, topic)
             if isinstance(err, SecurityError):
                 self._discard_producer()
-            for i in positions if positions is not None else range(n):
-                results[i] = err
-            return results
+            return [results[i] if i in too_big else err for i in range(n)]
 
         acc = producer._accumulator
         batch_bytes = acc.config["batch_size"]
         now_ms = int(time.time() * 1000)
-        placed: list[tuple[Any, list[int]]] = []  # (kafka-python batch, sendable positions)
+        placed: list[tuple[Any, list[int]]] = []  # (kafka-python batch, record positions)
+        work: list[tuple[int | None, list[int]]] = list(groups.items())
+        pool: list[int] = []
         if unkeyed:
-            # Unkeyed records: each producer batch to a partition picked at random among those
-            # with a leader, as kafka-python's sticky partitioning does per new batch.
-            available = list(producer._metadata.available_partitions_for_topic(topic) or ())
-            pool = available or sorted(producer.partitions_for(topic))
+            # Unkeyed records (partition None): each producer batch to a partition picked at
+            # random among those with a leader, as kafka-python's sticky partitioning does.
+            work.append((None, unkeyed))
+            pool = list(producer._metadata.available_partitions_for_topic(topic) or ())
+            pool = pool or sorted(producer.partitions_for(topic))
+        for p, idx in work:
             start = 0
-            for chunk in encode_chunks([sendable[i] for i in unkeyed], batch_bytes):
-                tp = TopicPartition(topic, random.choice(pool))
-                placed.append((_append_batch(acc, tp, chunk, now_ms),
-                               unkeyed[start:start + chunk[0]]))
-                start += chunk[0]
-        for p, idx in groups.items():
-            start = 0
-            tp = TopicPartition(topic, p)
-            for chunk in encode_chunks([sendable[i] for i in idx], batch_bytes):
+            for chunk in encode_chunks([records[i] for i in idx], batch_bytes):
+                tp = TopicPartition(topic, random.choice(pool) if p is None else p)
                 placed.append((_append_batch(acc, tp, chunk, now_ms), idx[start:start + chunk[0]]))
                 start += chunk[0]
         producer._sender.wakeup()
@@ -533,14 +525,13 @@ class KafkaPythonTransport:
                 producer.flush(timeout=min(remaining, WAIT_SLICE_S))
 
         broken = False
-        back = positions.__getitem__ if positions is not None else None
         for batch, idx in placed:
             errors = batch._record_futures.results(lambda exc: self._classify(exc, topic))
             if errors is None:
                 continue  # all acknowledged
             broken = True
             for i, error in zip(idx, errors, strict=True):
-                results[back(i) if back is not None else i] = error
+                results[i] = error
         if broken:
             # As in _send_each: a client that failed may hold stale connections or a fatal
             # state; rebuild it rather than let its own retries race the worker's.
