@@ -8,8 +8,10 @@ application, and it is thrown away and rebuilt after it fails.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
+import itertools
 import logging
 import random
 import socket
@@ -18,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 import kafka
@@ -278,8 +281,16 @@ class KafkaPythonTransport:
             # The worker already lingers and hands over whole batches, then flushes; a second
             # linger inside kafka-python would only add latency.
             "linger_ms": 0,
-            "batch_size": c.batch_size,
+            # kafka-python, like librdkafka, puts at most one batch per partition in a produce
+            # request, and each request costs its network thread Python time under the GIL:
+            # with 16 KiB batches a tight logging loop made ~1,900 requests per 100k records,
+            # with batches of max_request_size ~40. kafkalog's batch_size stays the worker's
+            # trigger (queued bytes that end its linger early), as with the confluent transport.
+            "batch_size": c.max_request_size,
             "max_request_size": c.max_request_size,
+            # kafka-python's own sensors: kafkalog keeps its stats itself and never reads them,
+            # and recording them took ~15% of the network thread's time under the GIL.
+            "metrics_enabled": False,
             "request_timeout_ms": c.request_timeout_ms,
             "retry_backoff_ms": c.retry_backoff_ms,
             "max_block_ms": max_block_ms,
@@ -434,7 +445,7 @@ class KafkaPythonTransport:
 
     def _group(
         self, producer: Any, records: Sequence[OutRecord], topic: str, pinned: int | None,
-        skip: set[int],
+        skip: set[int], *, unkeyed_only: bool,
     ) -> tuple[dict[int, list[int]], list[int]]:
         """Record positions by partition, in order; and the positions of unkeyed records.
 
@@ -445,6 +456,8 @@ class KafkaPythonTransport:
             if pinned not in partitions:
                 raise ValueError(f"Unrecognized partition {pinned} for topic {topic}")
             return {pinned: [i for i in range(len(records)) if i not in skip]}, []
+        if unkeyed_only and not skip:  # the default (no key_field): no loop in Python
+            return {}, list(range(len(records)))
         groups: dict[int, list[int]] = {}
         unkeyed: list[int] = []
         partition_of = self._partition_of
@@ -479,14 +492,23 @@ class KafkaPythonTransport:
         else:
             pinned = None  # a pinned partition belongs to the main topic
         limit = producer.config["max_request_size"]
-        # As send() would: a record over max_request_size fails alone, the rest go on.
-        too_big = {i for i, (value, key) in enumerate(records) if record_size(value, key) > limit}
+        # As send() would: a record over max_request_size fails alone, the rest go on. The
+        # handler already cuts values to fit, so first a check in C over all the lengths.
+        keys = list(map(itemgetter(1), records))
+        unkeyed_only = keys.count(None) == n
+        longest = max(map(len, map(itemgetter(0), records)), default=0)
+        if not unkeyed_only:
+            longest += max((len(k) for k in keys if k is not None), default=0)
+        too_big: set[int] = set()
+        if record_size(b"", None) + longest > limit:
+            too_big = {i for i, (v, k) in enumerate(records) if record_size(v, k) > limit}
         for i in too_big:
             results[i] = self._classify(kafka.errors.MessageSizeTooLargeError(
                 f"a record of {len(records[i][0])} bytes is over max_request_size ({limit})"
             ), topic)
         try:
-            groups, unkeyed = self._group(producer, records, topic, pinned, too_big)
+            groups, unkeyed = self._group(producer, records, topic, pinned, too_big,
+                                          unkeyed_only=unkeyed_only)
         except Exception as exc:
             err = self._classify(exc, topic)
             if isinstance(err, SecurityError):
@@ -497,18 +519,19 @@ class KafkaPythonTransport:
         batch_bytes = acc.config["batch_size"]
         now_ms = int(time.time() * 1000)
         placed: list[tuple[Any, list[int]]] = []  # (kafka-python batch, record positions)
-        work: list[tuple[int | None, list[int]]] = list(groups.items())
-        pool: list[int] = []
+        work = list(groups.items())
         if unkeyed:
-            # Unkeyed records (partition None): each producer batch to a partition picked at
-            # random among those with a leader, as kafka-python's sticky partitioning does.
-            work.append((None, unkeyed))
             pool = list(producer._metadata.available_partitions_for_topic(topic) or ())
             pool = pool or sorted(producer.partitions_for(topic))
+            spread: dict[int, list[int]] = {}
+            for run in _runs(records, unkeyed, self._config.batch_size):
+                spread.setdefault(random.choice(pool), []).extend(run)
+            work += spread.items()
         for p, idx in work:
             start = 0
-            for chunk in encode_chunks([records[i] for i in idx], batch_bytes):
-                tp = TopicPartition(topic, random.choice(pool) if p is None else p)
+            chosen = records if len(idx) == n else [records[i] for i in idx]
+            tp = TopicPartition(topic, p)
+            for chunk in encode_chunks(chosen, batch_bytes):
                 placed.append((_append_batch(acc, tp, chunk, now_ms), idx[start:start + chunk[0]]))
                 start += chunk[0]
         producer._sender.wakeup()
@@ -584,6 +607,29 @@ class KafkaPythonTransport:
 
 # Entries of the key -> murmur2 cache before it is emptied.
 _HASH_CACHE_SIZE = 4096
+
+
+def _runs(records: Sequence[OutRecord], positions: list[int], run_bytes: int) -> list[list[int]]:
+    """``positions`` cut into consecutive runs of about ``run_bytes`` of values each.
+
+    Each run of unkeyed records goes to a partition picked at random among those with a leader,
+    as the sticky partitioners of Kafka's clients switch partition every ``batch.size`` bytes
+    (KIP-794); runs that land on the same partition share its producer batches, so a hand-over
+    still makes at most one batch per partition until a batch is full.
+    """
+    if len(positions) == len(records):  # every record is unkeyed: sizes summed in C
+        ends = list(itertools.accumulate(map(len, map(itemgetter(0), records))))
+    else:
+        ends = list(itertools.accumulate(len(records[i][0]) for i in positions))
+    runs: list[list[int]] = []
+    start = 0
+    while start < len(positions):
+        # The first position whose running total passes the next run's end (at least one).
+        stop = max(bisect.bisect_left(ends, ends[start] - len(records[positions[start]][0])
+                                      + run_bytes), start + 1)
+        runs.append(positions[start:stop])
+        start = stop
+    return runs
 
 
 def _append_batch(acc: Any, tp: TopicPartition, chunk: tuple[int, bytes], timestamp_ms: int) -> Any:

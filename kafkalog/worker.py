@@ -16,6 +16,7 @@ import bisect
 import threading
 import time
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from tenacity import (
@@ -93,11 +94,16 @@ def _is_retriable(exc: BaseException) -> bool:
 
 
 def _records(entries: Sequence[Entry]) -> list[SpillRecord]:
-    return [(e[0], e[1]) for e in entries]
+    return list(map(_VALUE_AND_KEY, entries))
+
+
+_VALUE_AND_KEY: Callable[[Entry], SpillRecord] = itemgetter(0, 1)
 
 
 def _release(entries: Sequence[Entry]) -> None:
     """Wake the callers waiting for these records (``sync_level``): they are resolved."""
+    if list(map(itemgetter(2), entries)).count(None) == len(entries):
+        return  # nobody waits (the usual case): checked in C, not record by record
     for entry in entries:
         waiter = entry[2]
         if waiter is not None:
@@ -370,6 +376,11 @@ class BatchWorker:
         def attempt() -> None:
             nonlocal pending
             results = self._send_confirmed(_records(pending), self._attempt_timeout(started))
+            if results.count(None) == len(results):  # all delivered: no loop in Python
+                self.delivered += len(pending)
+                _release(pending)
+                pending = []
+                return
             retry: list[Entry] = []
             retry_error: TransportError | None = None
             delivered: list[Entry] = []
@@ -450,6 +461,8 @@ class BatchWorker:
         results = self._transport.send(records, timeout_s)
         self.send_latencies.observe(self._clock() - started)
         self.batch_sizes.observe(len(records))
+        if results.count(None) == len(results):
+            return results
         for i, err in enumerate(results):
             if err is not None and not err.retriable:
                 results[i] = self._transport.send([records[i]], self._request_timeout_s)[0]

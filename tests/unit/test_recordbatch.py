@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import types
 from typing import Any
 
@@ -13,7 +14,7 @@ from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
 from kafkalog.recordbatch import BATCH_HEADER_BYTES, encode_chunks, varint
-from kafkalog.transport import _bulk_supported, _bulk_usable, _fill
+from kafkalog.transport import _bulk_supported, _bulk_usable, _fill, _runs
 
 Record = tuple[bytes, "bytes | None"]
 
@@ -156,3 +157,23 @@ def test_an_unsplit_batch_is_settled_by_its_one_future() -> None:
     future.ok()
     assert positions.done()
     assert positions.results(classify) is None
+
+
+@settings(max_examples=150, deadline=None)
+@given(records=records_strategy, run_bytes=st.sampled_from([1, 100, 1000, 16384]),
+       data=st.data())
+def test_unkeyed_runs_cover_every_position_once_in_order(
+    records: list[Record], run_bytes: int, data: st.DataObject
+) -> None:
+    every = list(range(len(records)))
+    positions = data.draw(st.sampled_from([every, every[::2]]))
+    runs = _runs(records, positions, run_bytes)
+    assert [i for run in runs for i in run] == positions
+    for run in runs:
+        assert run
+        # A run stays under run_bytes of values, unless one record alone is larger.
+        assert len(run) == 1 or sum(len(records[i][0]) for i in run) < run_bytes
+    # Runs are as long as they may be: the next record would have passed run_bytes.
+    for run, following in itertools.pairwise(runs):
+        total = sum(len(records[i][0]) for i in run) + len(records[following[0]][0])
+        assert total >= run_bytes
