@@ -2,7 +2,8 @@
 
 A tight loop on one thread logs the same message on the same kind of logger; the broker is up
 and every handler's background thread (if it has one) runs while the loop does, as it would in
-an application. Reported: µs per call (median of the runs) and the ratio to ``NullHandler``.
+an application. The handlers take turns, one run each per round. Reported: µs per call (median
+of the runs) and the ratio to ``NullHandler`` (median of the per-round ratios).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import logging
 import logging.handlers
 import queue
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +26,7 @@ from kafka import KafkaProducer
 from logstash_async.constants import constants as logstash_constants
 from logstash_async.handler import AsynchronousLogstashHandler
 
-from benchmarks.harness import FILLER, MESSAGE, Settings, new_topic, repeat, summary
+from benchmarks.harness import FILLER, MESSAGE, Settings, new_topic, summary
 from kafkalog import ConfigError, JsonFormatter, KafkaHandler
 
 # A TCP sink for python-logstash-async: accepts connections and throws the bytes away. It runs
@@ -126,26 +128,44 @@ def transport_option(name: str) -> dict[str, str]:
     return {} if name == "kafka-python" else {"transport": name}
 
 
-def per_call_us(handler: logging.Handler, settings: Settings) -> list[float]:
-    """µs per log call on a logger with only ``handler``; each run starts with it flushed."""
-    log = logging.getLogger(f"bench.caller.{id(handler)}")
-    log.propagate = False
-    log.setLevel(logging.INFO)
-    log.handlers[:] = [handler]
-    calls = settings.calls
+class Loop:
+    """A tight logging loop on a logger whose only handler is the one being measured."""
 
-    def one_run() -> float:
+    def __init__(self, handler: logging.Handler, calls: int) -> None:
+        self.handler = handler
+        self.calls = calls
+        self.log = logging.getLogger(f"bench.caller.{id(handler)}")
+        self.log.propagate = False
+        self.log.setLevel(logging.INFO)
+        self.log.handlers[:] = [handler]
+
+    def one_run(self) -> float:
+        """µs per call over ``calls`` calls; the handler is flushed afterwards, untimed, so
+        that the next run (of any handler) starts from an empty pipeline."""
+        log = self.log
         started = time.perf_counter()
-        for i in range(calls):
+        for i in range(self.calls):
             log.info(MESSAGE, "u-42", i, FILLER)
         elapsed = time.perf_counter() - started
-        handler.flush()  # untimed: the next run starts from an empty pipeline
-        return elapsed / calls * 1e6
+        self.handler.flush()
+        return elapsed / self.calls * 1e6
 
-    try:
-        return repeat(one_run, settings.warmup, settings.runs)
-    finally:
-        log.handlers[:] = []
+    def close(self) -> None:
+        """Detach and close the handler."""
+        self.log.handlers[:] = []
+        self.handler.close()
+
+
+def interleaved(loops: dict[str, Loop], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Each loop's µs per call, run after run: every round runs every handler once, so that a
+    slow spell of a shared machine falls on all of them instead of on whichever ran then."""
+    samples: dict[str, list[float]] = {label: [] for label in loops}
+    for round_no in range(warmup + runs):
+        for label, loop in loops.items():
+            us = loop.one_run()
+            if round_no >= warmup:
+                samples[label].append(us)
+    return samples
 
 
 def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> dict[str, Any]:
@@ -193,15 +213,23 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             cases[f"kafkalog ({name})"] = lambda name=name: KafkaHandler(  # type: ignore[misc]
                 topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
                 spill_dir=str(work / f"spill-{name}"), close_timeout_ms=30_000)
-        for label, make in cases.items():
-            handler = make()
-            try:
-                rows[label] = summary(per_call_us(handler, settings))
-            finally:
-                handler.close()
-            print(f"  {label:28s} {rows[label]['median']:7.2f} µs/call", flush=True)
-    floor = rows["NullHandler"]["median"]
-    for row in rows.values():
-        row["ratio_to_null"] = round(row["median"] / floor, 2)
+        loops: dict[str, Loop] = {}
+        try:
+            for label, make in cases.items():
+                loops[label] = Loop(make(), settings.calls)
+            samples = interleaved(loops, settings.warmup, settings.runs)
+        finally:
+            for loop in loops.values():
+                loop.close()
+    floor = samples["NullHandler"]
+    for label, values in samples.items():
+        rows[label] = summary(values)
+        # The ratio of each round's run to NullHandler's run in the same round, then the
+        # median of those: steadier than a ratio of medians when the machine's speed drifts.
+        rows[label]["ratio_to_null"] = round(
+            statistics.median(v / f for v, f in zip(values, floor, strict=True)), 2)
+        print(f"  {label:28s} {rows[label]['median']:7.2f} µs/call  "
+              f"{rows[label]['ratio_to_null']:5.2f}x NullHandler", flush=True)
     return {"unit": "µs per call", "calls_per_run": settings.calls, "runs": settings.runs,
-            "warmup": settings.warmup, "topic": topic, "results": rows, "skipped": skipped}
+            "warmup": settings.warmup, "interleaved": True, "topic": topic, "results": rows,
+            "skipped": skipped}

@@ -54,9 +54,9 @@ class Settings:
     def make(cls, quick: bool) -> Settings:
         """The full suite, or the seconds-long CI check."""
         if quick:
-            return cls(quick, warmup=1, runs=3, throughput_runs=3, calls=20_000,
+            return cls(quick, warmup=1, runs=5, throughput_runs=3, calls=20_000,
                        records=30_000, latency_s=0.0, memory_records=0)
-        return cls(quick, warmup=1, runs=5, throughput_runs=3, calls=50_000, records=200_000,
+        return cls(quick, warmup=1, runs=7, throughput_runs=3, calls=50_000, records=200_000,
                    latency_s=10.0, memory_records=1_000_000)
 
 

@@ -8,7 +8,9 @@ worker, kafka-python's sender, librdkafka's threads), per 100k records.
 Compared, with the same acks, compression, batch size (16384 bytes) and linger (5 ms):
 kafkalog with each transport (application -> logging -> JSON -> queue -> Kafka), a raw
 kafka-python ``send()`` loop, and a raw confluent-kafka ``produce()`` loop. The raw loops send
-values that are already JSON bytes: they are the floor of each client library.
+values that are already JSON bytes: they are the floor of each client library. The same log
+calls into a ``NullHandler`` are timed too: no handler in the application can deliver records
+faster than the application makes them, so that rate bounds what any transport can reach.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from benchmarks.harness import (
 )
 from kafkalog import KafkaHandler
 
+# The log calls alone: the most records/s any handler inside the application could deliver.
+CEILING = "log calls alone (NullHandler)"
 CONFIGS = [("1", "none"), ("1", "lz4"), ("all", "none"), ("all", "lz4")]
 QUICK_CONFIGS = [("1", "none")]
 BATCH_BYTES = 16384
@@ -75,6 +79,27 @@ def kafkalog_runner(bootstrap: str, topic: str, acks: str, codec: str, *, transp
     def close() -> None:
         log.handlers[:] = []
         handler.close()
+
+    return one, close
+
+
+def logging_alone_runner(topic: str) -> tuple[Run, Callable[[], None]]:
+    """Runs of the same log calls into a ``NullHandler``: nothing is sent. No handler can
+    deliver faster than the application can make the calls, so this is every in-process
+    handler's ceiling (its records are counted as acknowledged)."""
+    log = logging.getLogger(f"bench.throughput.null.{topic}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.handlers[:] = [logging.NullHandler()]
+
+    def one(records: int) -> tuple[float, float, int]:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        for i in range(records):
+            log.info(MESSAGE, "u-42", i, FILLER, extra={"user": "u-1"})
+        return time.perf_counter() - t0, cpu_seconds() - cpu0, records
+
+    def close() -> None:
+        log.handlers[:] = []
 
     return one, close
 
@@ -176,6 +201,7 @@ def run(bootstrap: str, settings: Settings, *, only_kafka_python: bool = False) 
             if not only_kafka_python:
                 makers["raw confluent-kafka"] = lambda t, a=acks, c=codec: confluent_runner(
                     bootstrap, t, a, c, values)
+                makers[CEILING] = logging_alone_runner
             for impl, make in makers.items():
                 topic = new_topic(bootstrap, "tp")
                 topics.append(topic)
@@ -196,5 +222,12 @@ def run(bootstrap: str, settings: Settings, *, only_kafka_python: bool = False) 
                 if mine and raw:
                     ratios[f"kafkalog ({name}) / raw"] = round(
                         mine["records_per_s"]["median"] / raw["records_per_s"]["median"], 2)
-            out["configs"][label] = {"results": rows, "throughput_ratios": ratios}
+            ceiling = {}
+            for raw in ("raw kafka-python", "raw confluent-kafka"):
+                if CEILING in rows and raw in rows:
+                    ceiling[f"{CEILING} / {raw}"] = round(
+                        rows[CEILING]["records_per_s"]["median"]
+                        / rows[raw]["records_per_s"]["median"], 2)
+            out["configs"][label] = {"results": rows, "throughput_ratios": ratios,
+                                     "ceiling_ratios": ceiling}
     return out
