@@ -373,3 +373,36 @@ def test_compressed_batches_round_trip(
     assert handler.flush(30)
     got = values(consume(kafka_broker.bootstrap, topic, 500))
     assert sorted(int(v["message"].split()[1]) for v in got) == list(range(500))
+
+
+# Run in a fresh interpreter: what the handler's threads import while it connects and delivers.
+_IMPORTS_PROBE = """
+import logging, sys, threading
+from kafkalog import KafkaHandler
+handler = KafkaHandler(topic=sys.argv[1], bootstrap_servers=sys.argv[2], spill_dir=None,
+                       transport=sys.argv[3])
+before = set(sys.modules)
+log = logging.getLogger("probe")
+log.propagate = False
+log.addHandler(handler)
+log.warning("imports probe")
+assert handler.flush(30), handler.stats()
+handler.close()
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_background_threads_import_nothing(
+    kafka_broker: Any, topic: str, transport_name: str
+) -> None:
+    """A module first imported on a background thread can hang a forked child for good: if
+    the fork lands while that thread holds the module's import lock, the child's own thread
+    waits on it forever (the cause of a gunicorn --preload worker that never connected:
+    ``socket.getaddrinfo`` importing ``encodings.idna`` on the connect thread)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, topic, kafka_broker.bootstrap, transport_name],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == []
+    assert consume(kafka_broker.bootstrap, topic, 1)[0].value.find(b"imports probe") > 0
