@@ -928,6 +928,13 @@ class StartAt:
 TOPIC_METADATA_WAIT_S = 3.0
 
 
+# A commit or a group leave that Kafka does not answer in this long is given up: a commit not
+# made only means those records print again next time, and kafka-python's own bound (the
+# request timeout) kept `kafkalog tail` from exiting for 30 s or more after Ctrl-C when the
+# group was rebalancing.
+_GROUP_CALL_TIMEOUT_MS = 5000
+
+
 def _consumer_request_timeout_ms(timeout_ms: int) -> int:
     """A consumer's request timeout: kafka-python insists on fetch_max_wait_ms (500) <
     request_timeout_ms < connections_max_idle_ms (540 s)."""
@@ -1083,13 +1090,14 @@ class TopicReader:
             {
                 kafka.TopicPartition(self.topic, partition): OffsetAndMetadata(offset, "", -1)
                 for partition, offset in next_offsets.items()
-            }
+            },
+            timeout_ms=_GROUP_CALL_TIMEOUT_MS,
         )
 
     def close(self) -> None:
         """Leave the group and close the connections."""
         with contextlib.suppress(Exception):
-            self._consumer.close()
+            self._consumer.close(timeout_ms=_GROUP_CALL_TIMEOUT_MS)
 
 
 class ProbeError(KafkalogError):
