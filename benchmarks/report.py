@@ -111,8 +111,11 @@ def markdown(out: dict[str, Any]) -> str:
             f"A tight loop of {caller['calls_per_run']:,} `log.info(\"user %s paid %d cents for"
             " order %s\", ...)` calls on one thread, the broker up and each handler's background"
             " thread running. Under the GIL, time the background thread spends in Python is"
-            " paid by the loop too, so this is the cost an application sees. Target: kafkalog"
-            f" at most {CALLER_TARGET}x `NullHandler`.",
+            " paid by the loop too, so this is the cost an application sees. The handlers take"
+            f" turns: each of {caller['runs']} rounds (after a warm-up round) runs every handler"
+            " once, and a ratio is the median of that handler's per-round ratios to"
+            " `NullHandler`, so that the machine's drift falls on all of them alike. Target:"
+            f" kafkalog at most {CALLER_TARGET}x `NullHandler`.",
             "",
             "| handler | µs per call | ratio to NullHandler |",
             "|---|---:|---:|",
