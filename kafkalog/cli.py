@@ -22,6 +22,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -567,7 +568,15 @@ def _start_at(args: argparse.Namespace) -> StartAt:
     return StartAt(beginning=args.from_beginning, since_ms=since_ms, last=args.lines)
 
 
+# Set by Ctrl-C or SIGTERM while `kafkalog tail` runs. The KeyboardInterrupt the handler raises
+# as well can be lost: kafka-python's event loop catches BaseException in its tasks and only
+# logs it, so a signal that lands inside a poll would leave `tail --follow` running. The loop
+# checks this flag after every poll (at most 0.5 s apart) instead of relying on the exception.
+_STOP = threading.Event()
+
+
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    _STOP.set()
     raise KeyboardInterrupt
 
 
@@ -586,7 +595,9 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
     out = Console(highlight=False)
     pretty = not args.json and out.is_terminal
     printer = TailPrinter(pretty=pretty, console=out, raw=sys.stdout.buffer)
+    _STOP.clear()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # exit as cleanly as on Ctrl-C
+    previous_int = signal.signal(signal.SIGINT, _raise_interrupt)
     reader: TopicReader | None = None
     printed: dict[int, int] = {}  # partition -> offset after the last record handled
     try:
@@ -625,6 +636,7 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
         return EXIT_OK
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         if reader is not None:
             try:
                 _commit(reader, printed, err)  # what was printed before an interrupt, if any
@@ -655,6 +667,8 @@ def _tail_loop(
 ) -> int:
     deadline = None if args.follow else time.monotonic() + args.timeout
     while True:
+        if _STOP.is_set():
+            raise KeyboardInterrupt  # the signal's own exception went astray (see _STOP)
         if not args.follow and reader.caught_up():
             return EXIT_OK
         if deadline is not None and time.monotonic() >= deadline:

@@ -191,9 +191,11 @@ def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
 def test_tail_follow_prints_new_records_and_exits_cleanly_on_a_signal(
     kafka_broker: Any, topic: str, logger: logging.Logger, signum: int
 ) -> None:
+    # -X faulthandler: if it does not exit, SIGABRT makes it print every thread's stack.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kafkalog.cli", "tail", "--topic", topic, "--bootstrap-servers",
-         kafka_broker.bootstrap, "--follow", "--group", f"f-{uuid.uuid4().hex[:8]}"],
+        [sys.executable, "-X", "faulthandler", "-m", "kafkalog.cli", "tail", "--topic", topic,
+         "--bootstrap-servers", kafka_broker.bootstrap, "--follow",
+         "--group", f"f-{uuid.uuid4().hex[:8]}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
@@ -209,7 +211,13 @@ def test_tail_follow_prints_new_records_and_exits_cleanly_on_a_signal(
             line = _read_line(proc, 1.0)
         assert orjson.loads(line)["message"] == "live"
         proc.send_signal(signum)
-        _, err = proc.communicate(timeout=30)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=10)
+            pytest.fail(f"tail still ran 30 s after the signal; its stacks:\n"
+                        f"{err.decode(errors='replace')[-8000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
