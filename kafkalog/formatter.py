@@ -184,6 +184,31 @@ def _new_id_block() -> Iterator[str]:
     return ids
 
 
+# Call site (level, logger, module, function, line, pid, thread name) -> the JSON around a
+# plain record's message: from after the timestamp to the message, and from after the
+# message to the id. Cleared when full, and in a forked child (its pid and host differ).
+_sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+_SITES_MAX = 4096
+
+
+def _site(key: tuple[Any, ...]) -> tuple[bytes, bytes]:
+    """The two fixed parts of a plain record's JSON for one call site (see _encode_plain).
+
+    Each value goes through orjson as it would inside the record's dict, so the bytes are the
+    same as the dict's.
+    """
+    level, name, module, function, line, pid, thread_name = (
+        _dumps(v, default=_default) for v in key)
+    before = b'","level":' + level + b',"logger":' + name + b',"message":'
+    after = (b',"module":' + module + b',"function":' + function + b',"line":' + line
+             + b',"process":' + pid + b',"thread_name":' + thread_name + b',"host":'
+             + _dumps(_host) + b',"id":"')
+    if len(_sites) >= _SITES_MAX:
+        _sites.clear()
+    _sites[key] = (before, after)
+    return before, after
+
+
 def _after_fork_in_child() -> None:
     # The child inherits the parent's prefix and counter position; without a
     # fresh prefix both processes would hand out the same ids.  The hostname
@@ -193,6 +218,7 @@ def _after_fork_in_child() -> None:
     _id_blocks = itertools.count(0)
     _ids = iter(())
     _host = _hostname()
+    _sites.clear()
 
 
 if hasattr(os, "register_at_fork"):  # absent on Windows, which has no fork
@@ -513,6 +539,12 @@ class JsonFormatter(logging.Formatter):
             reserved.add("service")
         self._reserved: frozenset[str] = frozenset(reserved)
         self._truncate_paths = _ECS_TRUNCATE if self._ecs else _DEFAULT_TRUNCATE
+        # What follows the id in a plain record's JSON (see _encode_plain): the static fields,
+        # written once here, and the closing brace. None: every record takes _build().
+        self._plain_tail: bytes | None = None
+        if not self._ecs:
+            static = _dumps(self._static, default=_default, option=_OPT_SLICEABLE)[1:-2]
+            self._plain_tail = b'"' + (b"," + static if static else b"") + b"}"
 
     def _prepare_static(
         self, static_fields: Mapping[str, Any] | None
@@ -623,6 +655,64 @@ class JsonFormatter(logging.Formatter):
             except Exception as exc:
                 text = f"<traceback unavailable: {_type_name(exc)}: {_safe_str(exc)}>"
         return (_plain_str(tname), message, text)
+
+    def _encode_plain(self, record: logging.LogRecord, tail: bytes) -> bytes | None:
+        """The JSON of a plain record in the default schema, without building a dict; None
+        for any other record, which then takes :meth:`_build`.
+
+        Plain: a ``LogRecord`` as ``makeRecord`` leaves it without ``extra=``, a ``str``
+        message that formats, no exception or stack, nothing bound with
+        :mod:`kafkalog.context` and no active OpenTelemetry span. Its fields other than the
+        timestamp, message and id repeat for every call from one line of code, so their JSON
+        is made once per call site (see :func:`_site`) and joined with the rest. The bytes
+        are the same as :meth:`_build` and orjson give (a property test compares them).
+        """
+        if type(record) is not _LogRecord:
+            return None
+        msg = record.msg
+        if type(msg) is not str:
+            return None
+        # As in _build: every attribute is read before record.__dict__.
+        created = record.created
+        args = record.args
+        site_key = (record.levelname, record.name, record.module, record.funcName,
+                    record.lineno, record.process, record.threadName)
+        if record.exc_info or record.stack_info:
+            return None
+        rd = record.__dict__
+        if len(rd) != _INIT_LEN or next(reversed(rd)) != _INIT_LAST_KEY:
+            return None  # extras, or a kafkalog_id
+        if _bound_fields() or (_OTEL_TRACE in _modules and _trace_ids() is not None):
+            return None  # bound fields, or an active span's ids: _build() adds them
+        try:
+            message = msg % args if args else msg
+        except Exception:
+            return None  # _build() writes the template and the args, and why
+        try:
+            body = _dumps(message)
+        except TypeError:
+            return None  # e.g. a lone surrogate: _build() escapes it
+        cache = self._ts_cache
+        try:
+            frac = created - cache[0]
+        except TypeError:
+            frac = -1.0
+        if 0.0 <= frac < 1.0 and (us := round(frac * 1_000_000)) < 1_000_000:
+            ts = f"{cache[1]}{_DIGITS3[us // 1000]}{_DIGITS3[us % 1000]}Z"
+        else:
+            ts = self._timestamp(created)
+        site = _sites.get(site_key)
+        if site is None:
+            site = _site(site_key)
+        rid = next(_ids, None)
+        if rid is None:
+            rid = next(_new_id_block())
+        out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
+                        tail))
+        limit = self._max_bytes
+        if limit is not None and len(out) > limit:
+            return None  # _build() and _truncate() shrink it
+        return out
 
     def _build(self, record: logging.LogRecord) -> tuple[dict[str, Any], bool]:
         """Return (record dict, whether orjson output must be re-checked for null)."""
@@ -844,6 +934,14 @@ class JsonFormatter(logging.Formatter):
         Only ``BaseException``s that are not ``Exception`` (e.g.
         ``KeyboardInterrupt`` raised inside a user ``__repr__``) propagate.
         """
+        tail = self._plain_tail
+        if tail is not None:
+            try:
+                out = self._encode_plain(record, tail)
+            except Exception:
+                out = None  # _build() below handles whatever went wrong, and says so
+            if out is not None:
+                return out
         try:
             d, recheck = self._build(record)
         except Exception as exc:
