@@ -569,9 +569,9 @@ def _start_at(args: argparse.Namespace) -> StartAt:
 
 
 # Set by Ctrl-C or SIGTERM while `kafkalog tail` runs. The KeyboardInterrupt the handler raises
-# as well can be lost: kafka-python's event loop catches BaseException in its tasks and only
-# logs it, so a signal that lands inside a poll would leave `tail --follow` running. The loop
-# checks this flag after every poll (at most 0.5 s apart) instead of relying on the exception.
+# as well could be lost if it landed while kafka-python ran one of its event loop's tasks on
+# this thread (that loop catches BaseException from a task and only logs it); the follow loop
+# checks this flag after every poll (at most 0.5 s apart) as well.
 _STOP = threading.Event()
 
 
@@ -597,7 +597,9 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
     printer = TailPrinter(pretty=pretty, console=out, raw=sys.stdout.buffer)
     _STOP.clear()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # exit as cleanly as on Ctrl-C
-    previous_int = signal.signal(signal.SIGINT, _raise_interrupt)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is not signal.SIG_IGN:  # a background job's ignored Ctrl-C stays ignored
+        signal.signal(signal.SIGINT, _raise_interrupt)
     reader: TopicReader | None = None
     printed: dict[int, int] = {}  # partition -> offset after the last record handled
     try:
@@ -636,7 +638,8 @@ def _cmd_tail(args: argparse.Namespace, err: Console) -> int:
         return EXIT_OK
     finally:
         signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+        if previous_int is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous_int)
         if reader is not None:
             try:
                 _commit(reader, printed, err)  # what was printed before an interrupt, if any

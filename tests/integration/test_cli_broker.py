@@ -191,13 +191,23 @@ def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
 def test_tail_follow_prints_new_records_and_exits_cleanly_on_a_signal(
     kafka_broker: Any, topic: str, logger: logging.Logger, signum: int
 ) -> None:
-    # -X faulthandler: if it does not exit, SIGABRT makes it print every thread's stack.
-    proc = subprocess.Popen(
-        [sys.executable, "-X", "faulthandler", "-m", "kafkalog.cli", "tail", "--topic", topic,
-         "--bootstrap-servers", kafka_broker.bootstrap, "--follow",
-         "--group", f"f-{uuid.uuid4().hex[:8]}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    # A shell starts a background job (say, this suite run with `&`) with SIGINT ignored; the
+    # child would inherit that, and `kafkalog tail` leaves an ignored SIGINT ignored, as a
+    # background job should. A handler of our own while spawning gives the child the default.
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        # -X faulthandler: if it does not exit, SIGABRT makes it print every thread's stack.
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", "-m", "kafkalog.cli", "tail", "--topic",
+             topic, "--bootstrap-servers", kafka_broker.bootstrap, "--follow",
+             "--group", f"f-{uuid.uuid4().hex[:8]}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+    finally:
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         handler = KafkaHandler(topic=topic, bootstrap_servers=kafka_broker.bootstrap,
                                linger_ms=5)
