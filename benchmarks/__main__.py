@@ -5,7 +5,8 @@
 
 A broker is started for the run (tests/broker/kraft.py) unless ``KAFKALOG_BOOTSTRAP_SERVERS``
 names one. The full suite writes ``benchmarks/results/suite.json``, ``docs/performance.md`` and
-``docs/img/performance.png``; ``--quick`` writes nothing unless given ``--out``.
+``docs/img/performance.png``; ``--quick`` writes nothing unless given ``--out``, and a run of
+some ``--sections`` writes only its JSON.
 """
 
 from __future__ import annotations
@@ -84,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {target}")
-        if not args.quick:
-            report.write(out)
+        if not args.quick and set(wanted) == set(SECTIONS):
+            report.write(out)  # only a whole run replaces the published page
     return 0
 
 
