@@ -602,8 +602,8 @@ class JsonFormatter(logging.Formatter):
     def _timestamp(self, created: float) -> str:
         """``created`` as RFC 3339 UTC with microseconds; refreshes the per-second cache.
 
-        :meth:`_build` inlines the common case (a record in the cached second) and calls
-        this for the rest; both must round the same way.
+        :meth:`_encode_plain` inlines the common case (a record in the cached second) and
+        calls this for the rest; both must round the same way.
         """
         sec = _floor(created)
         us = round((created - sec) * 1_000_000)
@@ -692,6 +692,10 @@ class JsonFormatter(logging.Formatter):
             body = _dumps(message)
         except TypeError:
             return None  # e.g. a lone surrogate: _build() escapes it
+        # _timestamp() inlined for a record in the cached second (nearly all of them). A
+        # difference in [0, 1) means floor(created) is the cached second, so the rounding is
+        # exactly _timestamp()'s; anything else (another second, a carry, NaN, a created
+        # that is not a float) takes _timestamp().
         cache = self._ts_cache
         try:
             frac = created - cache[0]
@@ -719,21 +723,7 @@ class JsonFormatter(logging.Formatter):
         # Every attribute is read before record.__dict__ (below): on CPython 3.11 reading
         # __dict__ turns the record's inline attribute values into a dict, after which each
         # attribute read takes the interpreter's slow, unspecialised path.
-        #
-        # _timestamp() inlined for a record in the cached second (nearly all of them). A
-        # difference in [0, 1) means floor(created) is the cached second, so the rounding is
-        # exactly _timestamp()'s; anything else (another second, a carry, NaN, a created
-        # that is not a float) takes _timestamp().
-        created = record.created
-        cache = self._ts_cache
-        try:
-            frac = created - cache[0]
-        except TypeError:
-            frac = -1.0
-        if 0.0 <= frac < 1.0 and (us := round(frac * 1_000_000)) < 1_000_000:
-            ts = f"{cache[1]}{_DIGITS3[us // 1000]}{_DIGITS3[us % 1000]}Z"
-        else:
-            ts = self._timestamp(created)
+        ts = self._timestamp(record.created)
         msg = record.msg
         try:
             if type(msg) is str and type(record) is _LogRecord:
