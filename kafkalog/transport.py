@@ -291,7 +291,7 @@ class KafkaPythonTransport:
             # kafka-python, like librdkafka, puts at most one batch per partition in a produce
             # request, and each request costs its network thread Python time under the GIL:
             # with 16 KiB batches a tight logging loop made ~1,900 requests per 100k records,
-            # with batches of max_request_size ~40. kafkalog's batch_size stays the worker's
+            # with batches of max_request_size 60-90. kafkalog's batch_size stays the worker's
             # trigger (queued bytes that end its linger early), as with the confluent transport.
             "batch_size": c.max_request_size,
             "max_request_size": c.max_request_size,
