@@ -543,7 +543,7 @@ class JsonFormatter(logging.Formatter):
         # written once here, and the closing brace. None: every record takes _build().
         self._plain_tail: bytes | None = None
         if not self._ecs:
-            static = _dumps(self._static, default=_default, option=_OPT_SLICEABLE)[1:-2]
+            static = _dumps(self._static, default=_default)[1:-1]  # without the braces
             self._plain_tail = b'"' + (b"," + static if static else b"") + b"}"
 
     def _prepare_static(
@@ -708,7 +708,7 @@ class JsonFormatter(logging.Formatter):
         site = _sites.get(site_key)
         if site is None:
             site = _site(site_key)
-        rid = next(_ids, None)
+        rid = next(_ids, None)  # new_record_id() inlined: this is the hot path
         if rid is None:
             rid = next(_new_id_block())
         out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
@@ -750,10 +750,7 @@ class JsonFormatter(logging.Formatter):
         plain = len(rd) == _INIT_LEN and next(reversed(rd)) == _INIT_LAST_KEY
         rid = None if plain else rd.get("kafkalog_id")
         if not isinstance(rid, str):
-            # new_record_id() inlined: this is the per-record hot path.
-            rid = next(_ids, None)
-            if rid is None:
-                rid = next(_new_id_block())
+            rid = new_record_id()
         if ecs:
             d: dict[str, Any] = {
                 "@timestamp": ts,

@@ -226,14 +226,15 @@ class KafkaHandler(logging.Handler):
             emitting.discard(thread)
 
     def _encode(self, record: logging.LogRecord) -> bytes:
-        """The value for ``record`` with a formatter set by the application: a copy that owns
-        only its length (a JsonFormatter subclass may return orjson's 4 KiB+ buffer), so that
-        a queued record does not pin more than ``queue_max_bytes`` counts for it."""
+        """The value for ``record`` with a formatter set by the application, owning only its
+        length (a JsonFormatter subclass may return orjson's 4 KiB+ buffer: that is copied), so
+        that a queued record does not pin more than ``queue_max_bytes`` counts for it."""
         fmt = self.formatter
         if fmt is None:
             return self._json.encode(record)
         if isinstance(fmt, JsonFormatter):
-            return bytes(memoryview(fmt.encode(record)))
+            out = fmt.encode(record)  # right-sized already, unless a subclass changed encode()
+            return out if type(fmt) is JsonFormatter else bytes(memoryview(out))
         # A plain stdlib formatter: its text is the message value, cut to what Kafka accepts.
         data = fmt.format(record).encode("utf-8", "backslashreplace")
         limit = self._max_value_bytes()

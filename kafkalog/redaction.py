@@ -56,7 +56,6 @@ _CACHE_MAX: Final = 4096
 
 #: Values of these exact types hold no keys: nothing to walk (the formatter skips them too).
 LEAF_TYPES: Final = frozenset({str, int, float, bool, type(None), bytes})
-_LEAF_TYPES: Final = LEAF_TYPES
 
 _HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _DIGITS = re.compile(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])")
@@ -147,7 +146,7 @@ class Redactor:
             hit = self.matches(key)
         if hit:
             return MASK
-        if type(value) in _LEAF_TYPES:
+        if type(value) in LEAF_TYPES:
             return value
         try:
             return self._walk(value, 1, set())
@@ -169,7 +168,7 @@ class Redactor:
         of every extra, on the application's thread.
         """
         t = type(value)
-        if t in _LEAF_TYPES:
+        if t in LEAF_TYPES:
             return value
         # Exact types first: isinstance() against an ABC such as Mapping is comparatively slow.
         if t is dict:
@@ -198,7 +197,7 @@ class Redactor:
             return f"<cycle: {t.__qualname__}>"
         path.add(marker)
         cache = self._cache
-        leaf = _LEAF_TYPES
+        leaf = LEAF_TYPES
         # The copy is only made from the first change on: most containers hold no secret.
         out: dict[Any, Any] | None = None
         try:
@@ -229,7 +228,7 @@ class Redactor:
         if marker in path:
             return f"<cycle: {type(value).__qualname__}>"
         path.add(marker)
-        leaf = _LEAF_TYPES
+        leaf = LEAF_TYPES
         walk = self._walk
         try:
             items = list(value)

@@ -510,7 +510,7 @@ class ConfluentTransport:
                 # what is on the wire a short grace to be acknowledged: a record purged in
                 # flight may still have been written, and the worker's resend would duplicate it.
                 self._purge(producer, in_flight=False)
-                held = self._await_in_flight(producer)
+                held = self._serve_reports(producer, _IN_FLIGHT_GRACE_S, interruptible=True)
             if held > 0:
                 # Take the rest back, so that librdkafka can not deliver it by itself after the
                 # worker has decided to resend or spill it.
@@ -568,11 +568,16 @@ class ConfluentTransport:
                 refused += 1
         return 0 if refused == len(records) else _held(producer)
 
-    def _await_in_flight(self, producer: confluent_kafka.Producer) -> int:
-        """Serve reports for up to the in-flight grace; return what librdkafka still holds."""
-        end = self._clock() + _IN_FLIGHT_GRACE_S
+    def _serve_reports(
+        self, producer: confluent_kafka.Producer, wait_s: float, *, interruptible: bool = False
+    ) -> int:
+        """Serve delivery reports while librdkafka holds something, for up to ``wait_s`` (less
+        if ``interruptible`` and interrupt() is called); return what it still holds."""
+        end = self._clock() + wait_s
         held = _held(producer)
-        while held > 0 and not self._interrupted.is_set() and self._clock() < end:
+        while held > 0 and self._clock() < end:
+            if interruptible and self._interrupted.is_set():
+                break
             producer.poll(WAIT_SLICE_S / 2)
             held = _held(producer)
         return held
@@ -589,15 +594,10 @@ class ConfluentTransport:
         try:
             producer.purge(in_queue=True, in_flight=in_flight, blocking=True)
             producer.poll(0)
-            end = self._clock() + wait_s
-            held = _held(producer)
-            while held > 0 and self._clock() < end:
-                producer.poll(WAIT_SLICE_S / 2)
-                held = _held(producer)
+            return self._serve_reports(producer, wait_s)
         except Exception:
             log.debug("purging the producer", exc_info=True)
             return _held(producer)
-        return held
 
     def _timeout_error(self) -> TransportError:
         last = self._last_client_error

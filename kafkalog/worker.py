@@ -98,11 +98,12 @@ def _records(entries: Sequence[Entry]) -> list[SpillRecord]:
 
 
 _VALUE_AND_KEY: Callable[[Entry], SpillRecord] = itemgetter(0, 1)
+_WAITER: Callable[[Entry], threading.Event | None] = itemgetter(2)
 
 
 def _release(entries: Sequence[Entry]) -> None:
     """Wake the callers waiting for these records (``sync_level``): they are resolved."""
-    if list(map(itemgetter(2), entries)).count(None) == len(entries):
+    if list(map(_WAITER, entries)).count(None) == len(entries):
         return  # nobody waits (the usual case): checked in C, not record by record
     for entry in entries:
         waiter = entry[2]

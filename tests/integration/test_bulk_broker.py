@@ -36,9 +36,10 @@ def test_batches_go_whole_with_idempotence_and_compression(
 def test_a_batch_the_broker_finds_too_large_is_split_and_followed(
     kafka_broker: Any, logger: logging.Logger
 ) -> None:
-    # The topic takes batches of at most 4000 bytes, the handler builds 16 KiB ones: the broker
-    # refuses them and kafka-python splits them (again and again). The transport follows each
-    # record into the split batches, so every record is accounted for once.
+    # The topic takes batches of at most 4000 bytes; the handler builds producer batches of up
+    # to max_request_size, here one of all 80 records (about 40 KB): the broker refuses it and
+    # kafka-python splits it (again and again). The transport follows each record into the
+    # split batches, so every record is accounted for once.
     name = create_topic(kafka_broker.bootstrap, f"bulk-split-{uuid.uuid4().hex[:8]}", 1,
                         config={"max.message.bytes": "4000"})
     handler = KafkaHandler(topic=name, bootstrap_servers=kafka_broker.bootstrap,
