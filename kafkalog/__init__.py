@@ -9,7 +9,7 @@ Add :class:`KafkaHandler` to your logging configuration::
 from kafkalog import context
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError, KafkalogError, SpillError, TransportError
-from kafkalog.formatter import JsonFormatter
+from kafkalog.formatting.formatter import JsonFormatter
 from kafkalog.handler import KafkaHandler
 
 __version__ = "0.1.0"

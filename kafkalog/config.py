@@ -23,7 +23,7 @@ import orjson
 import platformdirs
 
 from kafkalog.errors import ConfigError
-from kafkalog.redaction import DEFAULT_REDACT_KEYS, key_words
+from kafkalog.formatting.redaction import DEFAULT_REDACT_KEYS, key_words
 
 KeyFunc = Callable[[logging.LogRecord], str | bytes | None]
 

@@ -21,11 +21,11 @@ from kafkalog.config import HandlerConfig
 from kafkalog.context import fields_get as _bound_fields
 from kafkalog.diagnostics import LOGGER_NAME, RateLimitedWarnings
 from kafkalog.errors import ConfigError
-from kafkalog.formatter import JsonFormatter
-from kafkalog.queue import Entry, RecordQueue
-from kafkalog.spill import SpillStore
-from kafkalog.transport import Transport, build_transport, check_transport_config
-from kafkalog.worker import BatchWorker
+from kafkalog.formatting.formatter import JsonFormatter
+from kafkalog.pipeline.queue import Entry, RecordQueue
+from kafkalog.pipeline.worker import BatchWorker
+from kafkalog.spill.store import SpillStore
+from kafkalog.transports import Transport, build_transport, check_transport_config
 
 _get_ident = threading.get_ident
 

@@ -17,11 +17,11 @@ import orjson
 
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import TransportError
-from kafkalog.transport import OutRecord, Transport
+from kafkalog.transports.base import OutRecord, Transport
 
 
 class MemoryTransport:
-    """A :class:`~kafkalog.transport.Transport` that keeps every record it acknowledges.
+    """A :class:`~kafkalog.transports.base.Transport` that keeps every record it acknowledges.
 
     ``fail_next`` makes the next calls to :meth:`send` fail: each item is a TransportError that
     every record of that call gets (use ``retriable=True`` to exercise retries).

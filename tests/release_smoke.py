@@ -13,7 +13,7 @@ import venv
 from pathlib import Path
 
 CHECK = (
-    "import importlib.resources as r, kafkalog, kafkalog.cli;"
+    "import importlib.resources as r, kafkalog, kafkalog.cli.main;"
     "assert r.files('kafkalog').joinpath('py.typed').is_file();"
     "print('kafkalog', kafkalog.__version__, 'from', kafkalog.__file__)"
 )

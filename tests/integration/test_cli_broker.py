@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 from kafka_read import consume
 
 from kafkalog import KafkaHandler
-from kafkalog.cli import (
+from kafkalog.cli.main import (
     EXIT_AUTO_CREATE_DISABLED,
     EXIT_DNS,
     EXIT_INTERRUPTED,
@@ -29,7 +29,7 @@ from kafkalog.cli import (
     EXIT_REFUSED,
     EXIT_TOPIC_MISSING,
 )
-from kafkalog.transport import ClusterProbe, ProbeError
+from kafkalog.client.probe import ClusterProbe, ProbeError
 
 RUN_TIMEOUT_S = 90
 
@@ -38,7 +38,7 @@ def kafkalog(*argv: str, env: dict[str, str] | None = None) -> subprocess.Comple
     """Run the command to its end (bounded); stdout is a pipe, so not a terminal."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "kafkalog.cli", *argv],
+        [sys.executable, "-m", "kafkalog.cli.main", *argv],
         capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=full_env, check=False,
     )
 
@@ -200,7 +200,7 @@ def test_tail_follow_prints_new_records_and_exits_cleanly_on_a_signal(
     try:
         # -X faulthandler: if it does not exit, SIGABRT makes it print every thread's stack.
         proc = subprocess.Popen(
-            [sys.executable, "-X", "faulthandler", "-m", "kafkalog.cli", "tail", "--topic",
+            [sys.executable, "-X", "faulthandler", "-m", "kafkalog.cli.main", "tail", "--topic",
              topic, "--bootstrap-servers", kafka_broker.bootstrap, "--follow",
              "--group", f"f-{uuid.uuid4().hex[:8]}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,

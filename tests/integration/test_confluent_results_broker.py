@@ -14,7 +14,7 @@ from kafka.partitioner.default import murmur2
 from kafka_read import consume
 
 from kafkalog.config import HandlerConfig
-from kafkalog.transport_confluent import ConfluentTransport
+from kafkalog.transports.confluent import ConfluentTransport
 
 
 def key_for(partition: int, partitions: int) -> bytes:

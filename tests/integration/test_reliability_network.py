@@ -29,7 +29,7 @@ from reliability.ledger import long_variant, record_result, result_from_summary
 from reliability.proxy import FaultProxy
 
 from kafkalog.config import HandlerConfig
-from kafkalog.transport import KafkaPythonTransport
+from kafkalog.transports.kafka_python import KafkaPythonTransport
 
 THREADS = 2
 RATE_PER_THREAD = 200  # records/s

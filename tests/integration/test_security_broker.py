@@ -272,7 +272,7 @@ def test_kafkalog_check_on_a_secured_cluster_never_prints_the_password(
 ) -> None:
     secret = PASSWORDS[WRITER] if password == "right" else PASSWORDS[NOBODY][::-1]
     result = subprocess.run(
-        [sys.executable, "-m", "kafkalog.cli", "check", "--topic", secured_topic,
+        [sys.executable, "-m", "kafkalog.cli.main", "check", "--topic", secured_topic,
          "--bootstrap-servers", secured.sasl_bootstrap, "--security-protocol", "SASL_SSL",
          "--sasl-mechanism", "SCRAM-SHA-512", "--sasl-username", WRITER,
          "--ssl-cafile", str(secured.pki.ca_cert), "--timeout", "10"],

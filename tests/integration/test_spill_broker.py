@@ -18,8 +18,8 @@ from broker.kraft import KafkaBroker, create_topic
 from kafka_read import consume, values
 
 from kafkalog import KafkaHandler
-from kafkalog.cli import main as cli_main
-from kafkalog.cli import spill_info
+from kafkalog.cli.main import main as cli_main
+from kafkalog.cli.main import spill_info
 
 APP = Path(__file__).with_name("spill_app.py")
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from rich.console import Console
 
-from kafkalog.cli import (
+from kafkalog.cli.main import (
     EXIT_USAGE,
     PROBLEM_EXIT_CODES,
     DedupeWindow,
@@ -26,7 +26,8 @@ from kafkalog.cli import (
     main,
     parse_since,
 )
-from kafkalog.transport import PROBE_KINDS, ConsumedRecord, connection_problem, split_server
+from kafkalog.client.probe import PROBE_KINDS, connection_problem, split_server
+from kafkalog.client.reader import ConsumedRecord
 
 NOW = 1_800_000_000.0
 

@@ -1,4 +1,4 @@
-"""Unit tests for kafkalog.formatter: JSON layout, odd values, truncation, ids."""
+"""Unit tests for kafkalog.formatting.formatter: JSON layout, odd values, truncation, ids."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 from kafkalog import context
-from kafkalog.formatter import ECS_VERSION, JsonFormatter, new_record_id
+from kafkalog.formatting.formatter import ECS_VERSION, JsonFormatter, new_record_id
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 

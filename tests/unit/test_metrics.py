@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kafkalog import KafkaHandler, TransportError
 from kafkalog.metrics import COUNTERS, GAUGES, HISTOGRAMS, register, unregister
+from kafkalog.pipeline.worker import Distribution
 from kafkalog.testing import MemoryTransport
-from kafkalog.worker import Distribution
 
 
 def make(transport: MemoryTransport, topic: str = "t", **options: object) -> KafkaHandler:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from kafkalog.queue import ENTRY_OVERHEAD_BYTES, Entry, RecordQueue
+from kafkalog.pipeline.queue import ENTRY_OVERHEAD_BYTES, Entry, RecordQueue
 
 
 class CountingEvent(threading.Event):

@@ -13,8 +13,8 @@ from kafka.partitioner.default import DefaultPartitioner
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from kafkalog.recordbatch import BATCH_HEADER_BYTES, encode_chunks, varint
-from kafkalog.transport import _bulk_supported, _bulk_usable, _fill, _runs
+from kafkalog.transports.kafka_python import _bulk_supported, _bulk_usable, _fill, _runs
+from kafkalog.transports.recordbatch import BATCH_HEADER_BYTES, encode_chunks, varint
 
 Record = tuple[bytes, "bytes | None"]
 
@@ -124,7 +124,7 @@ def test_records_of_a_split_batch_keep_their_own_results() -> None:
     from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
 
     from kafkalog.errors import TransportError  # noqa: PLC0415
-    from kafkalog.transport import _Positions, classify  # noqa: PLC0415
+    from kafkalog.transports.kafka_python import _Positions, classify  # noqa: PLC0415
 
     original = FakeBatchFuture()
     positions = _Positions(original, 4)
@@ -148,7 +148,7 @@ def test_records_of_a_split_batch_keep_their_own_results() -> None:
 
 
 def test_an_unsplit_batch_is_settled_by_its_one_future() -> None:
-    from kafkalog.transport import _Positions, classify  # noqa: PLC0415
+    from kafkalog.transports.kafka_python import _Positions, classify  # noqa: PLC0415
 
     future = FakeBatchFuture()
     positions = _Positions(future, 3)

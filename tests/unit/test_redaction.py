@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from kafkalog import ConfigError, KafkaHandler
 from kafkalog.config import HandlerConfig
 from kafkalog.context import bound
-from kafkalog.formatter import JsonFormatter
-from kafkalog.redaction import DEFAULT_REDACT_KEYS, MASK, Redactor
+from kafkalog.formatting.formatter import JsonFormatter
+from kafkalog.formatting.redaction import DEFAULT_REDACT_KEYS, MASK, Redactor
 from kafkalog.testing import MemoryTransport
 
 MARKER = "SECRETVALUE"  # upper case: the ordinary text generated below is lower case

@@ -19,8 +19,8 @@ from broker.kraft import wait_for
 from broker.tls import Pki, make_pki
 
 from kafkalog import KafkaHandler
-from kafkalog.cli import build_parser, client_config
-from kafkalog.cli import main as cli_main
+from kafkalog.cli.main import build_parser, client_config
+from kafkalog.cli.main import main as cli_main
 from kafkalog.config import SASL_PASSWORD_ENV, HandlerConfig, Secret
 from kafkalog.diagnostics import log as kafkalog_log
 from kafkalog.errors import (
@@ -32,7 +32,7 @@ from kafkalog.errors import (
     TransportError,
 )
 from kafkalog.testing import MemoryTransport
-from kafkalog.transport import KafkaPythonTransport, check_producer_config, classify
+from kafkalog.transports.kafka_python import KafkaPythonTransport, check_producer_config, classify
 
 PASSWORD = "Unit-Test-Secret-7f3a9c"
 

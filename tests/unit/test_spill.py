@@ -1,4 +1,4 @@
-"""Specification of the spill store (kafkalog.spill).
+"""Specification of the spill store (kafkalog.spill.store).
 
 The format: CRC-framed segments that survive truncation and bit rot (property-tested). The
 store: FIFO replay with acknowledgement, the size cap, a full disk, adoption of the segments of
@@ -27,8 +27,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kafkalog import spill
-from kafkalog.spill import (
+from kafkalog.spill import store as spill
+from kafkalog.spill.store import (
     DEAD_LETTER_SUFFIX,
     FRAME_OVERHEAD,
     LOCK_SUFFIX,
@@ -784,7 +784,7 @@ def test_a_failing_fsync_is_counted_and_never_raised(
 _WRITER_SCRIPT = """
 import sys
 from pathlib import Path
-from kafkalog.spill import SpillStore
+from kafkalog.spill.store import SpillStore
 
 store = SpillStore(Path(sys.argv[1]), sys.argv[2], fsync="always", segment_bytes=4096)
 for i in range(int(sys.argv[3])):
@@ -798,7 +798,7 @@ _FORKING_ADOPTER_SCRIPT = """
 import os
 import sys
 from pathlib import Path
-from kafkalog.spill import SpillStore
+from kafkalog.spill.store import SpillStore
 
 store = SpillStore(Path(sys.argv[1]), sys.argv[2])
 adopted = store.adopt_orphans()

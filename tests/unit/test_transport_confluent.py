@@ -19,14 +19,15 @@ from confluent_kafka import KafkaError, KafkaException
 from kafkalog import KafkaHandler
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError, SecurityError
-from kafkalog.transport import KafkaPythonTransport, build_transport
-from kafkalog.transport_confluent import (
+from kafkalog.transports import build_transport
+from kafkalog.transports.confluent import (
     ConfluentTransport,
     check_producer_config,
     classify,
     classify_error,
     producer_properties,
 )
+from kafkalog.transports.kafka_python import KafkaPythonTransport
 
 
 def config(**options: Any) -> HandlerConfig:
@@ -316,7 +317,7 @@ def test_a_producer_that_can_not_be_built_holds_the_records(
     def refuse(_props: Any) -> Any:
         raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "ssl.ca.location: no such file"))
 
-    monkeypatch.setattr("kafkalog.transport_confluent.confluent_kafka.Producer", refuse)
+    monkeypatch.setattr("kafkalog.transports.confluent.confluent_kafka.Producer", refuse)
     transport = ConfluentTransport(config(bootstrap_servers="127.0.0.1:1"))
     results = transport.send([(b"a", None), (b"b", None)], 1.0)
     assert [r is not None and r.retriable for r in results] == [True, True]
@@ -352,7 +353,7 @@ class SilentProducer:
 def test_records_librdkafka_never_reports_on_are_retriable_and_its_producer_is_dropped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("kafkalog.transport_confluent.confluent_kafka.Producer", SilentProducer)
+    monkeypatch.setattr("kafkalog.transports.confluent.confluent_kafka.Producer", SilentProducer)
     SilentProducer.built.clear()
     transport = ConfluentTransport(config(bootstrap_servers="127.0.0.1:1"))
     results = transport.send([(b"a", None), (b"b", b"k")], 0.2)
@@ -377,7 +378,7 @@ def test_a_forked_child_exits_normally_after_disowning_the_parents_producer() ->
         f"""
         import os, sys
         from kafkalog.config import HandlerConfig
-        from kafkalog.transport_confluent import ConfluentTransport
+        from kafkalog.transports.confluent import ConfluentTransport
         config = HandlerConfig.from_options({{
             "topic": "t", "transport": "confluent", "bootstrap_servers": "127.0.0.1:{free_port()}"
         }})
@@ -461,7 +462,7 @@ def scripted(monkeypatch: pytest.MonkeyPatch, **script: Any) -> list[ScriptedPro
         built.append(ScriptedProducer(props, **script))
         return built[-1]
 
-    monkeypatch.setattr("kafkalog.transport_confluent.confluent_kafka.Producer", build)
+    monkeypatch.setattr("kafkalog.transports.confluent.confluent_kafka.Producer", build)
     return built
 
 
@@ -578,7 +579,7 @@ def test_with_records_still_held_a_failure_keeps_its_own_error_and_the_rest_are_
         built.append(StuckProducer(props))
         return built[-1]
 
-    monkeypatch.setattr("kafkalog.transport_confluent.confluent_kafka.Producer", build)
+    monkeypatch.setattr("kafkalog.transports.confluent.confluent_kafka.Producer", build)
     transport = ConfluentTransport(config(bootstrap_servers="127.0.0.1:1"))
     results = transport.send(batch(3), 0.2)
     # Record 1 was refused; 0 and 2 may or may not have been written: resent, never lost.

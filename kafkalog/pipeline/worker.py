@@ -32,9 +32,9 @@ from tenacity.stop import stop_base
 from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.errors import SecurityError, TransportError
-from kafkalog.queue import Entry, RecordQueue
-from kafkalog.spill import ReplayBatch, SpillRecord, SpillStore
-from kafkalog.transport import Transport
+from kafkalog.pipeline.queue import Entry, RecordQueue
+from kafkalog.spill.store import ReplayBatch, SpillRecord, SpillStore
+from kafkalog.transports import Transport
 
 # The most the worker hands to the transport at once. Bounds the memory a batch pins while it
 # is retried, and the work lost to a crash of a single attempt.

@@ -1,4 +1,4 @@
-"""The only module that imports confluent-kafka: a :class:`~kafkalog.transport.Transport` over
+"""The only module that imports confluent-kafka: a :class:`~kafkalog.transports.base.Transport` over
 librdkafka, chosen with ``transport="confluent"`` (``pip install 'kafkalog[confluent]'``).
 
 It keeps the contract of the kafka-python transport: the worker hands over a batch, gets one
@@ -32,7 +32,7 @@ from kafkalog.errors import (
     TlsVerificationError,
     TransportError,
 )
-from kafkalog.transport import WAIT_SLICE_S, OutRecord
+from kafkalog.transports.base import WAIT_SLICE_S, OutRecord
 
 # librdkafka's own limits on the properties kafkalog derives from its options.
 _MAX_REQUEST_TIMEOUT_MS = 900_000
@@ -401,7 +401,8 @@ class _Report:
 
 
 class ConfluentTransport:
-    """A :class:`~kafkalog.transport.Transport` over ``confluent_kafka.Producer`` (librdkafka).
+    """A :class:`~kafkalog.transports.base.Transport` over ``confluent_kafka.Producer``
+    (librdkafka).
 
     .. versionadded:: 0.2.0
     """

@@ -8,7 +8,7 @@ distinct exit code per failure;
 ``kafkalog replay --spill-dir DIR --bootstrap-servers ...`` sends the spilled records of dead
 writers (never those of a live process) and deletes each segment once Kafka acknowledged it.
 
-No Kafka client is imported here: the consumer and the probes live in :mod:`kafkalog.transport`.
+No Kafka client is imported here: the consumer and the probes live in :mod:`kafkalog.client`.
 """
 
 from __future__ import annotations
@@ -43,26 +43,18 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from kafkalog.client.probe import ClusterProbe, ProbeError, connection_problem
+from kafkalog.client.reader import ConsumedRecord, StartAt, TopicMissingError, TopicReader
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError
-from kafkalog.spill import (
+from kafkalog.spill.store import (
     LOCK_SUFFIX,
     SpillStore,
     decode_header,
     iter_segments,
     read_segment,
 )
-from kafkalog.transport import (
-    ClusterProbe,
-    ConsumedRecord,
-    KafkaPythonTransport,
-    ProbeError,
-    StartAt,
-    TopicMissingError,
-    TopicReader,
-    connection_problem,
-    security_settings,
-)
+from kafkalog.transports.kafka_python import KafkaPythonTransport, security_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2

@@ -1,0 +1,56 @@
+"""The transports: the only producers of network traffic to Kafka.
+
+:func:`build_transport` gives the one the ``transport`` option names: kafka-python (the
+default, :mod:`kafkalog.transports.kafka_python`) or librdkafka
+(:mod:`kafkalog.transports.confluent`, imported only when chosen: confluent-kafka is an
+optional extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kafkalog.config import HandlerConfig
+from kafkalog.errors import ConfigError
+from kafkalog.transports.base import OutRecord, Transport
+from kafkalog.transports.kafka_python import (
+    KafkaPythonTransport,
+    check_compression_available,
+    check_producer_config,
+)
+
+__all__ = ["OutRecord", "Transport", "build_transport", "check_transport_config"]
+
+
+def check_transport_config(config: HandlerConfig) -> None:
+    """Check, at construction, what the transport ``config.transport`` names needs.
+
+    Raises :class:`~kafkalog.errors.ConfigError` naming the option at fault.
+    """
+    if config.transport == "confluent":
+        # Imported only when chosen: confluent-kafka is an optional extra.
+        from kafkalog.transports.confluent import (  # noqa: PLC0415
+            check_producer_config as check_confluent,
+        )
+
+        check_confluent(config)  # librdkafka has every codec built in
+        return
+    missing = check_compression_available(config.compression_type)
+    if missing:
+        raise ConfigError(
+            "compression_type",
+            f"{config.compression_type!r} needs the {missing!r} package "
+            f"(pip install 'kafkalog[{config.compression_type}]')",
+        )
+    check_producer_config(config)
+
+
+def build_transport(
+    config: HandlerConfig, on_new_client: Callable[[], None] | None = None
+) -> Transport:
+    """The :class:`Transport` that ``config.transport`` names (kafka-python by default)."""
+    if config.transport == "confluent":
+        from kafkalog.transports.confluent import ConfluentTransport  # noqa: PLC0415
+
+        return ConfluentTransport(config, on_new_client=on_new_client)
+    return KafkaPythonTransport(config, on_new_client=on_new_client)
