@@ -24,7 +24,7 @@ from kafkalog.errors import ConfigError
 from kafkalog.formatting.formatter import JsonFormatter
 from kafkalog.pipeline.queue import Entry, RecordQueue
 from kafkalog.pipeline.worker import BatchWorker
-from kafkalog.spill.store import SpillStore
+from kafkalog.spill import SpillStore
 from kafkalog.transports import Transport, build_transport, check_transport_config
 
 _get_ident = threading.get_ident

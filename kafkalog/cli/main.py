@@ -47,7 +47,7 @@ from kafkalog.client.probe import ClusterProbe, ProbeError, connection_problem
 from kafkalog.client.reader import ConsumedRecord, StartAt, TopicMissingError, TopicReader
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError
-from kafkalog.spill.store import (
+from kafkalog.spill import (
     LOCK_SUFFIX,
     SpillStore,
     decode_header,

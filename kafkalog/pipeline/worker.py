@@ -33,7 +33,7 @@ from kafkalog.config import HandlerConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.errors import SecurityError, TransportError
 from kafkalog.pipeline.queue import Entry, RecordQueue
-from kafkalog.spill.store import ReplayBatch, SpillRecord, SpillStore
+from kafkalog.spill import ReplayBatch, SpillRecord, SpillStore
 from kafkalog.transports import Transport
 
 # The most the worker hands to the transport at once. Bounds the memory a batch pins while it

@@ -15,167 +15,32 @@ import errno
 import fcntl
 import heapq
 import os
-import re
 import secrets
 import stat
-import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import crc32c
-
 from kafkalog.diagnostics import RateLimitedWarnings
-
-MAGIC = b"KLSP"
-VERSION = 1
-# magic, version, flags, topic length, writer id (8 bytes), created (ms since epoch)
-_HEADER = struct.Struct(">4sBBH8sQ")
-_CRC = struct.Struct(">I")
-_FRAME_HEAD = struct.Struct(">II")  # payload length, crc32c(payload)
-_LEN = struct.Struct(">I")
-_KEY_LEN = struct.Struct(">i")  # -1: no key
-FRAME_OVERHEAD = _FRAME_HEAD.size + _LEN.size
-# A frame longer than this is taken for corruption (records are capped by max_request_size).
-MAX_FRAME_BYTES = 256 * 1024 * 1024
-
-SEGMENT_SUFFIX = ".seg"
-DEAD_LETTER_SUFFIX = ".dead"
-LOCK_SUFFIX = ".lock"
-_NAME_RE = re.compile(r"^(?P<writer>[0-9a-f]{16})-(?P<seq>\d{10})(?P<suffix>\.seg|\.dead)$")
-
-SpillRecord = tuple[bytes, "bytes | None"]
-
-
-# -- framing (pure functions, property-tested) -------------------------------------------------
-
-
-def encode_header(writer_id: bytes, topic: str, created_ms: int) -> bytes:
-    """The header of a new segment."""
-    topic_bytes = topic.encode("utf-8")
-    head = _HEADER.pack(MAGIC, VERSION, 0, len(topic_bytes), writer_id, created_ms) + topic_bytes
-    return head + _CRC.pack(crc32c.crc32c(head))
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentHeader:
-    """What a segment's header says."""
-
-    version: int
-    writer_id: str
-    created_ms: int
-    topic: str
-    size: int  # bytes, where the first frame starts
-
-
-def decode_header(data: bytes) -> SegmentHeader | None:
-    """Parse a segment header; None if it is missing, torn or corrupt."""
-    if len(data) < _HEADER.size + _CRC.size:
-        return None
-    magic, version, _flags, topic_len, writer, created = _HEADER.unpack_from(data)
-    end = _HEADER.size + topic_len
-    if magic != MAGIC or version != VERSION or len(data) < end + _CRC.size:
-        return None
-    (crc,) = _CRC.unpack_from(data, end)
-    if crc != crc32c.crc32c(data[:end]):
-        return None
-    topic = data[_HEADER.size : end].decode("utf-8", "replace")
-    return SegmentHeader(version, writer.hex(), created, topic, end + _CRC.size)
-
-
-def encode_payload(value: bytes, key: bytes | None) -> bytes:
-    """A record as a frame payload: key length (-1 for none), key, value."""
-    if key is None:
-        return _KEY_LEN.pack(-1) + value
-    return _KEY_LEN.pack(len(key)) + key + value
-
-
-def decode_payload(payload: bytes) -> SpillRecord:
-    """The (value, key) of a frame payload."""
-    (key_len,) = _KEY_LEN.unpack_from(payload)
-    if key_len < 0:
-        return payload[_KEY_LEN.size :], None
-    start = _KEY_LEN.size
-    return payload[start + key_len :], payload[start : start + key_len]
-
-
-def encode_frame(payload: bytes) -> bytes:
-    """``length | crc32c | payload | length``."""
-    length = _LEN.pack(len(payload))
-    return length + _CRC.pack(crc32c.crc32c(payload)) + payload + length
-
-
-def _frame_at(data: bytes, pos: int) -> int:
-    """End offset of a valid frame starting at ``pos``, or -1."""
-    if pos + FRAME_OVERHEAD > len(data):
-        return -1
-    length: int
-    crc: int
-    length, crc = _FRAME_HEAD.unpack_from(data, pos)
-    end = pos + _FRAME_HEAD.size + length + _LEN.size
-    # Every payload holds at least the key length: a shorter "frame" (twelve zero bytes make
-    # one with a matching CRC) is noise, and decoding it would fail.
-    if length < _KEY_LEN.size or length > MAX_FRAME_BYTES or end > len(data):
-        return -1
-    trailer: int = _LEN.unpack_from(data, end - _LEN.size)[0]
-    if trailer != length:
-        return -1
-    payload_start = pos + _FRAME_HEAD.size
-    if crc32c.crc32c(data[payload_start : payload_start + length]) != crc:
-        return -1
-    return end
-
-
-@dataclasses.dataclass
-class ScanResult:
-    """Frames found in a segment body: ``(start, end)`` offsets, corrupt regions, torn tail."""
-
-    frames: list[tuple[int, int]]
-    corrupt: int = 0
-    torn_tail_bytes: int = 0
-
-
-def scan_frames(data: bytes, start: int) -> ScanResult:
-    """Find every valid frame in ``data[start:]``.
-
-    A frame that does not check out starts a corrupt region: the scan moves on byte by byte
-    until a valid frame begins again, and counts the region once. Bytes after the last valid
-    frame that do not form one are a torn tail (a write cut short by a crash), not corruption.
-    """
-    result = ScanResult(frames=[])
-    pos = start
-    size = len(data)
-    while pos < size:
-        end = _frame_at(data, pos)
-        if end > 0:
-            result.frames.append((pos, end))
-            pos = end
-            continue
-        resync = pos + 1
-        while resync < size and _frame_at(data, resync) < 0:
-            resync += 1
-        if resync >= size:
-            result.torn_tail_bytes = size - pos
-            break
-        result.corrupt += 1
-        pos = resync
-    return result
-
-
-def read_segment(path: Path) -> tuple[SegmentHeader | None, list[SpillRecord], ScanResult]:
-    """Read a whole segment file (it never follows a symlink)."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        data = f.read()
-    header = decode_header(data)
-    if header is None:
-        return None, [], ScanResult(frames=[], corrupt=1 if data else 0)
-    scan = scan_frames(data, header.size)
-    records = [decode_payload(data[s + _FRAME_HEAD.size : e - _LEN.size]) for s, e in scan.frames]
-    return header, records, scan
-
+from kafkalog.spill.files import release_adopted, try_lock_writer, write_all
+from kafkalog.spill.format import (
+    DEAD_LETTER_SUFFIX,
+    LOCK_SUFFIX,
+    NAME_RE,
+    NOFOLLOW,
+    SEGMENT_SUFFIX,
+    ScanResult,
+    SegmentHeader,
+    SpillRecord,
+    created_of,
+    encode_frame,
+    encode_header,
+    encode_payload,
+    header_of,
+    read_segment,
+)
 
 # -- the store -----------------------------------------------------------------------------------
 
@@ -338,7 +203,7 @@ class SpillStore:
             return
         self._ensure_dir()
         path = self.directory / f"{self.writer_id}{LOCK_SUFFIX}"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | NOFOLLOW, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._lock_fd = fd
 
@@ -368,11 +233,11 @@ class SpillStore:
         """Create segment ``seq`` with its header: (path, fd, header size)."""
         self._open_lock()
         path = self.directory / f"{self.writer_id}-{seq:010d}{SEGMENT_SUFFIX}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | _NOFOLLOW
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | NOFOLLOW
         fd = os.open(path, flags, 0o600)
         header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
         try:
-            _write_all(fd, header)
+            write_all(fd, header)
         except OSError:  # no torn header left behind, no descriptor leaked
             os.close(fd)
             with contextlib.suppress(OSError):
@@ -437,7 +302,7 @@ class SpillStore:
                     self._roll()
                     segment = self._open_segment()
                 assert self._fd is not None
-                _write_all(self._fd, frames, rollback_to=segment.bytes)
+                write_all(self._fd, frames, rollback_to=segment.bytes)
             except OSError as exc:
                 self.write_errors += 1
                 full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -492,7 +357,7 @@ class SpillStore:
         try:
             path, fd, header_size = self._new_segment_file(slot)
             try:
-                _write_all(fd, frames)
+                write_all(fd, frames)
             except OSError:
                 os.close(fd)
                 with contextlib.suppress(OSError):
@@ -511,7 +376,7 @@ class SpillStore:
         # dead writers stay first); never before a head segment that is partly replayed.
         index = len(self._pending)
         for i, other in enumerate(self._pending):
-            match = _NAME_RE.match(other.path.name)
+            match = NAME_RE.match(other.path.name)
             if match and match["writer"] == self.writer_id and int(match["seq"]) > slot:
                 index = i
                 break
@@ -567,11 +432,11 @@ class SpillStore:
                 self._open_lock()
                 self._seq += 1
                 path = self.directory / f"{self.writer_id}-{self._seq:010d}{DEAD_LETTER_SUFFIX}"
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | NOFOLLOW
                 fd = os.open(path, flags, 0o600)
                 try:
                     header = encode_header(self._writer_id, self.topic, int(time.time() * 1000))
-                    _write_all(fd, header + frames)
+                    write_all(fd, header + frames)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
@@ -744,7 +609,7 @@ class SpillStore:
         if segment.adopted_lock is not None and not any(
             s.adopted_lock == segment.adopted_lock for s in self._pending
         ):
-            _release_adopted(segment.adopted_lock, segment.path)
+            release_adopted(segment.adopted_lock, segment.path)
 
     # -- adoption ------------------------------------------------------------------------------
 
@@ -765,7 +630,7 @@ class SpillStore:
         except OSError:
             return 0
         for entry in entries:
-            match = _NAME_RE.match(entry.name)
+            match = NAME_RE.match(entry.name)
             if not match or match["writer"] == self.writer_id:
                 continue
             # A symlink or device named like a segment may point anywhere (another user's
@@ -781,12 +646,12 @@ class SpillStore:
         if unsafe:
             self._count_unsafe(unsafe)
         for writer, paths in sorted(by_writer.items()):
-            lock_fd = _try_lock_writer(self.directory / f"{writer}{LOCK_SUFFIX}")
+            lock_fd = try_lock_writer(self.directory / f"{writer}{LOCK_SUFFIX}")
             if lock_fd is None:
                 continue
             group: list[_Segment] = []
             for path in sorted(paths):
-                header = _header_of(path)
+                header = header_of(path)
                 if header is None or header.topic != self.topic:
                     continue  # another topic's records, or not a segment: leave it alone
                 try:
@@ -802,7 +667,7 @@ class SpillStore:
             return 0
         # Writers interleaved by creation time, each one's segments kept in the order it wrote
         # them even if its wall clock stepped back.
-        adopted = list(heapq.merge(*groups, key=lambda s: _created_of(s.path)))
+        adopted = list(heapq.merge(*groups, key=lambda s: created_of(s.path)))
         with self._lock:
             # Older than anything this process wrote: replay them first.
             head_in_progress = self._replay_index > 0 and self._pending
@@ -888,68 +753,3 @@ class SpillStore:
                 "spill_pending_records": self.pending_records(),
                 "spill_bytes": self.pending_bytes(),
             }
-
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-def _write_all(fd: int, data: bytes, rollback_to: int | None = None) -> None:
-    """os.write until done; on error, cut a partial write back so no torn frame stays behind."""
-    view = memoryview(data)
-    written = 0
-    try:
-        while written < len(view):
-            written += os.write(fd, view[written:])
-    except OSError:
-        if written and rollback_to is not None:
-            with contextlib.suppress(OSError):  # the reader cuts a torn tail anyway
-                os.ftruncate(fd, rollback_to)
-        raise
-
-
-def _try_lock_writer(path: Path) -> int | None:
-    """Lock a (presumably dead) writer's lock file; the fd if we got it."""
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | _NOFOLLOW, 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _release_adopted(lock_fd: int, segment_path: Path) -> None:
-    """All segments of an adopted writer are replayed: remove its lock file and unlock."""
-    match = _NAME_RE.match(segment_path.name)
-    if match:
-        lock_path = segment_path.parent / f"{match['writer']}{LOCK_SUFFIX}"
-        if not any(segment_path.parent.glob(f"{match['writer']}-*{SEGMENT_SUFFIX}")):
-            with contextlib.suppress(OSError):
-                lock_path.unlink()
-    with contextlib.suppress(OSError):
-        os.close(lock_fd)
-
-
-def _header_of(path: Path) -> SegmentHeader | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        return decode_header(f.read(_HEADER.size + 65536 + _CRC.size))
-
-
-def _created_of(path: Path) -> int:
-    header = _header_of(path)
-    return header.created_ms if header is not None else 0
-
-
-def iter_segments(directory: Path) -> Iterator[tuple[Path, str]]:
-    """Every segment file in ``directory`` as (path, kind), kind ``spill`` or ``dead``."""
-    for name in sorted(os.listdir(directory)):
-        match = _NAME_RE.match(name)
-        if match:
-            yield directory / name, "dead" if match["suffix"] == DEAD_LETTER_SUFFIX else "spill"

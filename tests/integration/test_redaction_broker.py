@@ -19,7 +19,7 @@ from kafka_read import consume, values
 from kafkalog import KafkaHandler
 from kafkalog.context import bound
 from kafkalog.formatting.redaction import MASK
-from kafkalog.spill.store import SEGMENT_SUFFIX, read_segment
+from kafkalog.spill import SEGMENT_SUFFIX, read_segment
 
 pytestmark = pytest.mark.integration
 

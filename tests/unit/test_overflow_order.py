@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 from kafkalog import KafkaHandler
+from kafkalog.spill import SEGMENT_SUFFIX, SpillRecord, SpillStore, read_segment
 from kafkalog.spill import store as spill
-from kafkalog.spill.store import SEGMENT_SUFFIX, SpillRecord, SpillStore, read_segment
 from kafkalog.testing import MemoryTransport
 
 LOOP_BOUND = 10_000

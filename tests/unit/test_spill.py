@@ -27,8 +27,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kafkalog.spill import store as spill
-from kafkalog.spill.store import (
+from kafkalog.spill import (
     DEAD_LETTER_SUFFIX,
     FRAME_OVERHEAD,
     LOCK_SUFFIX,
@@ -42,8 +41,9 @@ from kafkalog.spill.store import (
     read_segment,
     scan_frames,
 )
+from kafkalog.spill import store as spill
 
-PACKAGE_ROOT = Path(spill.__file__).resolve().parents[1]  # children import this kafkalog
+PACKAGE_ROOT = Path(spill.__file__).resolve().parents[2]  # children import this kafkalog
 TOPIC = "app.logs"
 OTHER_TOPIC = "other.logs"
 WRITER = bytes.fromhex("0123456789abcdef")
@@ -784,7 +784,7 @@ def test_a_failing_fsync_is_counted_and_never_raised(
 _WRITER_SCRIPT = """
 import sys
 from pathlib import Path
-from kafkalog.spill.store import SpillStore
+from kafkalog.spill import SpillStore
 
 store = SpillStore(Path(sys.argv[1]), sys.argv[2], fsync="always", segment_bytes=4096)
 for i in range(int(sys.argv[3])):
@@ -798,7 +798,7 @@ _FORKING_ADOPTER_SCRIPT = """
 import os
 import sys
 from pathlib import Path
-from kafkalog.spill.store import SpillStore
+from kafkalog.spill import SpillStore
 
 store = SpillStore(Path(sys.argv[1]), sys.argv[2])
 adopted = store.adopt_orphans()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from kafkalog import KafkaHandler, diagnostics
-from kafkalog.spill.store import LOCK_SUFFIX, SEGMENT_SUFFIX, SpillRecord, SpillStore
+from kafkalog.spill import LOCK_SUFFIX, SEGMENT_SUFFIX, SpillRecord, SpillStore
 from kafkalog.testing import MemoryTransport
 
 TOPIC = "app.logs"
