@@ -24,7 +24,7 @@ import psutil
 
 from benchmarks.harness import FILLER, MESSAGE, ROOT, Settings, free_port, wait_until
 from kafkalog import KafkaHandler
-from kafkalog.pipeline.worker import MAX_BATCH_BYTES
+from kafkalog.pipeline.counters import MAX_BATCH_BYTES
 
 MIB = 1024 * 1024
 

@@ -96,5 +96,17 @@ class AuthorizationError(SecurityError):
         )
 
 
+class InvariantError(KafkalogError):
+    """An internal invariant was broken: a bug in kafkalog, never bad input.
+
+    Raised where an ``assert`` would vanish under ``python -O``.
+    """
+
+
 class SpillError(KafkalogError):
-    """The local spill store could not write or read a segment."""
+    """Never raised: the spill store reports what it cannot write or read through
+    ``stats()`` and rate-limited warnings, never into the application.
+
+    .. deprecated:: 0.2.0
+       Kept so that ``except kafkalog.SpillError`` still imports; removed in a later release.
+    """

@@ -3,11 +3,12 @@
 Install the extra (``pip install 'kafkalog[prometheus]'``) and register once::
 
     import kafkalog.metrics
-    kafkalog.metrics.register()          # every KafkaHandler of the process, now and later
+    kafkalog.metrics.register()          # every pipeline of the process, now and later
 
-The collector reads :meth:`KafkaHandler.stats() <kafkalog.KafkaHandler.stats>` at scrape time,
-so logging pays nothing for it. Series are labelled by ``topic``; handlers writing to the same
-topic are added up. Counters never go down while the process lives: what a handler counted
+The collector reads each delivery pipeline's :meth:`~kafkalog.pipeline.Pipeline.stats` (one
+per KafkaHandler, plus any an application or the file agent builds) at scrape time, so logging
+pays nothing for it. Series are labelled by ``topic``; pipelines writing to the same topic are
+added up. Counters never go down while the process lives: what a handler counted
 stays in its topic's totals after the handler is closed.
 
 .. versionadded:: 0.1.0
@@ -35,7 +36,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "kafkalog.metrics needs prometheus_client: pip install 'kafkalog[prometheus]'"
     ) from exc
 
-from kafkalog.handler import KafkaHandler, live_handlers
+from kafkalog.handler import KafkaHandler
+from kafkalog.pipeline import Pipeline, lifecycle
+
+#: What a collector reports on: a handler (its pipeline, that is) or a pipeline.
+Source = KafkaHandler | Pipeline
+
+
+def _pipeline_of(source: Source) -> Pipeline:
+    return source.pipeline if isinstance(source, KafkaHandler) else source
+
+
+def _live_pipelines() -> list[Pipeline]:
+    return [p for p in lifecycle.live() if isinstance(p, Pipeline)]
 
 __all__ = ["COUNTERS", "GAUGES", "HISTOGRAMS", "KafkalogCollector", "register", "unregister"]
 
@@ -148,7 +161,7 @@ class _Snapshot:
 
 @dataclass
 class _Tracked:
-    ref: weakref.ref[KafkaHandler]
+    ref: weakref.ref[Pipeline]
     topic: str
     last: _Snapshot | None = None
 
@@ -165,7 +178,7 @@ class KafkalogCollector:
     In a forked child the collector starts from zero, as the handlers' counters do.
     """
 
-    def __init__(self, handlers: Iterable[KafkaHandler] | None = None) -> None:
+    def __init__(self, handlers: Iterable[Source] | None = None) -> None:
         self._follow_all = handlers is None
         self._lock = threading.Lock()
         self._tracked: dict[int, _Tracked] = {}
@@ -174,12 +187,12 @@ class KafkalogCollector:
             self.add(handler)
         _COLLECTORS.add(self)
 
-    def add(self, handler: KafkaHandler) -> None:
-        """Report ``handler`` too (no effect if it is already reported)."""
+    def add(self, handler: Source) -> None:
+        """Report ``handler`` (or a pipeline) too (no effect if it is already reported)."""
         with self._lock:
-            self._track(handler)
+            self._track(_pipeline_of(handler))
 
-    def _track(self, handler: KafkaHandler) -> None:
+    def _track(self, handler: Pipeline) -> None:
         key = id(handler)
         tracked = self._tracked.get(key)
         if tracked is not None and tracked.ref() is handler:
@@ -199,7 +212,7 @@ class KafkalogCollector:
         yield from self._families(totals)
 
     def _gather(self) -> dict[str, _Totals]:
-        live = live_handlers()
+        live = _live_pipelines()
         if self._follow_all:
             for handler in live:
                 self._track(handler)
@@ -258,7 +271,7 @@ class KafkalogCollector:
         # A handler closed before the fork keeps the parent's counts: it is the parent's.
         self._lock = threading.Lock()
         self._retired.clear()
-        open_ids = {id(h) for h in live_handlers()}
+        open_ids = {id(h) for h in _live_pipelines()}
         for key in [k for k in self._tracked if k not in open_ids]:
             del self._tracked[key]
         for tracked in self._tracked.values():
@@ -269,7 +282,7 @@ _COLLECTORS: weakref.WeakSet[KafkalogCollector] = weakref.WeakSet()
 
 
 def register(
-    handlers: KafkaHandler | Iterable[KafkaHandler] | None = None,
+    handlers: Source | Iterable[Source] | None = None,
     *,
     registry: CollectorRegistry | None = None,
 ) -> KafkalogCollector:
@@ -279,7 +292,7 @@ def register(
     once per registry: a second collector would expose the same metric names and
     ``prometheus_client`` refuses that with a ``ValueError``.
     """
-    if isinstance(handlers, KafkaHandler):
+    if isinstance(handlers, (KafkaHandler, Pipeline)):
         handlers = [handlers]
     collector = KafkalogCollector(handlers)
     (REGISTRY if registry is None else registry).register(collector)

@@ -1,8 +1,10 @@
-"""The bounded in-memory queue between ``emit()`` and the worker thread.
+"""The bounded in-memory queue between ``submit()`` (or ``emit()``) and the worker thread.
 
-It is bounded by record count and by bytes, applies the overflow policy when full, wakes the
-worker once per batch rather than once per record, and keeps the delivery watermark that
-``flush()`` waits on.
+It is bounded by record count and by bytes, applies the overflow policy when full, and wakes
+the worker once per batch rather than once per record. Records are numbered as they are
+accepted (1, 2, 3...). The queue hands them on oldest first, and whoever removes records from
+its head learns the number of the first one, so that the pipeline can say what became of each
+(see :mod:`kafkalog.pipeline.outcome`) without storing a number per record.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-# One queued record: (value, key, waiter). ``waiter`` is an Event for records whose caller waits
-# for confirmation (``sync_level``), else None. A plain tuple: it is built on the caller's thread.
-Entry = tuple[bytes, "bytes | None", "threading.Event | None"]
+# One queued record: (value, key), as the transports take it. A plain tuple: it is built on
+# the caller's thread.
+Entry = tuple[bytes, "bytes | None"]
 
 # Bytes a record costs against ``queue_max_bytes`` beyond its value and key: the tuple and the
 # bytes objects themselves, so that a flood of tiny records is bounded too.
@@ -24,9 +26,12 @@ ENTRY_OVERHEAD_BYTES = 100
 # A ``_wake_at`` no queue reaches: the worker is not woken again until the queue shrinks.
 _NEVER = sys.maxsize
 
-# Takes the oldest queued records (oldest first) and whether the worker holds a batch taken
-# from the queue (older still); True if it took them.
-OverflowSink = Callable[[list[Entry], bool], bool]
+# Takes the oldest queued records (oldest first), the number of the first one, and whether the
+# worker holds a batch taken from the queue (older still). Called with the queue's lock held, so
+# that records overflowing from several threads reach it in the order they were accepted.
+OverflowSink = Callable[[list[Entry], int, bool], None]
+# Told the numbers of the records that policy ``drop_oldest`` dropped; called without the lock.
+DropListener = Callable[[range], None]
 
 
 def entry_size(entry: Entry) -> int:
@@ -38,11 +43,10 @@ def entry_size(entry: Entry) -> int:
 class RecordQueue:
     """A FIFO of encoded records, bounded by ``max_records`` and ``max_bytes``.
 
-    Progress is tracked as counts: ``accepted`` records have entered, ``removed`` have left the
-    queue (taken by the worker or dropped). While the worker has a batch in flight, the records
-    from ``inflight_start`` onwards are not resolved yet; ``resolved()`` is the number of records,
-    counted from the first one accepted, of which every one has been delivered, spilled or given
-    up on. ``flush()`` waits for it to reach the ``accepted`` count it saw.
+    ``accepted`` records have entered, ``removed`` have left (taken by the worker, dropped, or
+    handed to the overflow sink), so the record at the head is number ``removed + 1``. While
+    the worker holds a batch taken from the queue, ``inflight_start`` is the ``removed`` count
+    that batch started at.
     """
 
     def __init__(
@@ -54,7 +58,7 @@ class RecordQueue:
         policy: str,
         block_timeout_s: float,
         overflow_sink: OverflowSink | None = None,
-        on_drop: Callable[[Entry], None] | None = None,
+        on_drop: DropListener | None = None,
     ) -> None:
         self._max_records = max_records
         self._max_bytes = max_bytes
@@ -67,7 +71,6 @@ class RecordQueue:
         self._bytes = 0
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
-        self._progress = threading.Condition(self._lock)
         #: Set when the worker should look at the queue: it became non-empty, a batch filled,
         #: or someone asked for a flush.
         self.wakeup = threading.Event()
@@ -85,8 +88,9 @@ class RecordQueue:
 
     # -- caller side -------------------------------------------------------------------------
 
-    def put(self, entry: Entry) -> bool:
-        """Append ``entry``; apply the overflow policy if full. False if it was not accepted.
+    def put(self, entry: Entry) -> int:
+        """Append ``entry``; apply the overflow policy if full. Returns the record's number
+        (from 1), or 0 if it was not accepted.
 
         Never blocks longer than ``block_timeout_s`` (policy ``block``), and not at all otherwise.
         """
@@ -95,19 +99,21 @@ class RecordQueue:
         size = len(entry[0]) + (len(key) if key is not None else 0) + ENTRY_OVERHEAD_BYTES
         items = self._items
         lock = self._lock
+        dropped: range | None = None
         # acquire/release rather than ``with``: less than half the cost on CPython 3.11.
         lock.acquire()
         try:
             total = self._bytes + size
             if len(items) >= self._max_records or total > self._max_bytes:
-                if not self._make_room(size):
+                dropped, fits = self._make_room(size)
+                if not fits:
                     handed_over = self._overflow(entry, size)
                     if handed_over is not None:
                         return handed_over
                 total = self._bytes + size  # room was made: the queue has changed
             items.append(entry)
             self._bytes = total
-            self.accepted += 1
+            self.accepted = number = self.accepted + 1
             # Wake the worker once per batch: when the queue stops being empty, and when it
             # crosses a batch's worth of bytes.
             wake = total >= self._wake_at
@@ -115,9 +121,11 @@ class RecordQueue:
                 self._wake_at = self._batch_bytes if total < self._batch_bytes else _NEVER
         finally:
             lock.release()
+            if dropped is not None and self._on_drop is not None:
+                self._on_drop(dropped)
         if wake:
             self.wakeup.set()
-        return True
+        return number
 
     def _rearm(self) -> None:
         """With the lock held, after records left the queue: when put() wakes the worker next."""
@@ -129,39 +137,39 @@ class RecordQueue:
     def _fits(self, size: int) -> bool:
         return len(self._items) < self._max_records and self._bytes + size <= self._max_bytes
 
-    def _make_room(self, size: int) -> bool:
-        """With the lock held: free space per policy. True if ``size`` now fits."""
+    def _make_room(self, size: int) -> tuple[range | None, bool]:
+        """With the lock held: free space per policy. The numbers of the records dropped to
+        make it (policy ``drop_oldest``), and whether ``size`` now fits."""
         if self._policy == "drop_oldest":
+            first = self.removed + 1
             while self._items and not self._fits(size):
                 old = self._items.popleft()
                 self._bytes -= entry_size(old)
                 self.removed += 1
                 self.dropped_oldest += 1
-                if self._on_drop is not None:
-                    self._on_drop(old)
             self._rearm()
-            self._progress.notify_all()
-            return self._fits(size)
+            dropped = range(first, self.removed + 1)
+            return (dropped or None), self._fits(size)
         if self._policy == "block":
             self.blocked += 1
-            return self._not_full.wait_for(lambda: self._fits(size), self._block_timeout_s)
-        return False
+            return None, self._not_full.wait_for(lambda: self._fits(size), self._block_timeout_s)
+        return None, False
 
-    def _overflow(self, entry: Entry, size: int) -> bool | None:
+    def _overflow(self, entry: Entry, size: int) -> int | None:
         """With the lock held: the record does not fit. None once room is made for it at the
-        tail; else True if the sink took the record itself, False if it was dropped.
+        tail; else its number if the sink took the record itself, or 0 if it was refused
+        (counted in ``dropped_newest``).
 
         With an overflow sink (policy ``spill``) the *oldest* queued records go to it, at
         least a batch's worth, so that the new record takes its place at the tail: a record
         never overtakes an older one on its way to Kafka (the spill is replayed before the
-        queue). Without one, the new record is dropped.
+        queue). Without one, the new record is refused.
         """
-        # The sink is called with the lock held so that records overflowing from several
-        # threads reach it in the order they were accepted.
         sink = self._overflow_sink if self._policy == "spill" else None
         if sink is None:
             self.dropped_newest += 1
-            return False
+            return 0
+        first = self.removed + 1
         oldest: list[Entry] = []
         freed = 0
         items = self._items
@@ -171,23 +179,27 @@ class RecordQueue:
             self._bytes -= old_size
             freed += old_size
             oldest.append(old)
+        in_hand = self.inflight_start is not None
+        if not self._fits(size):  # larger than the whole queue: it goes to the sink as well
+            oldest.append(entry)
+            self.accepted += 1
+            self.removed += len(oldest)
+            self._rearm()
+            sink(oldest, first, in_hand)
+            self.overflowed += len(oldest)
+            return self.accepted
         self.removed += len(oldest)
         self._rearm()
-        if not self._fits(size):  # larger than the whole queue: it goes to the sink as well
-            sink([*oldest, entry], self.inflight_start is not None)
-            self.overflowed += len(oldest) + 1
-            self._progress.notify_all()
-            return True
-        # Handed over either way: a record the sink can not keep is counted by the sink.
-        sink(oldest, self.inflight_start is not None)
+        # Handed over either way: the sink accounts for a record it cannot keep.
+        sink(oldest, first, in_hand)
         self.overflowed += len(oldest)
-        self._progress.notify_all()
         return None
 
     # -- worker side -------------------------------------------------------------------------
 
     def take(self, max_records: int, max_bytes: int) -> list[Entry]:
-        """Remove up to ``max_records``/``max_bytes`` from the head and mark them in flight.
+        """Remove up to ``max_records``/``max_bytes`` from the head and mark them in flight:
+        the first is number ``inflight_start + 1``.
 
         The worker must call :meth:`batch_done` once every taken record is resolved.
         """
@@ -219,19 +231,8 @@ class RecordQueue:
         """Every record of the batch in flight is resolved."""
         with self._lock:
             self.inflight_start = None
-            self._progress.notify_all()
 
     # -- progress ----------------------------------------------------------------------------
-
-    def _resolved(self) -> int:
-        return self.removed if self.inflight_start is None else self.inflight_start
-
-    def wait_resolved(self, target: int, timeout_s: float | None) -> bool:
-        """Wait until the first ``target`` accepted records are all resolved. True if they are."""
-        with self._lock:
-            if timeout_s is None:
-                return self._progress.wait_for(lambda: self._resolved() >= target)
-            return self._progress.wait_for(lambda: self._resolved() >= target, timeout_s)
 
     def depth(self) -> tuple[int, int]:
         """(records, bytes) currently queued."""
@@ -250,4 +251,3 @@ class RecordQueue:
                 "queue_depth": len(self._items),
                 "queue_bytes": self._bytes,
             }
-

@@ -22,8 +22,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from kafkalog.diagnostics import RateLimitedWarnings
+from kafkalog.errors import InvariantError
 from kafkalog.spill.files import release_adopted, try_lock_writer, write_all
 from kafkalog.spill.format import (
     DEAD_LETTER_SUFFIX,
@@ -42,7 +44,24 @@ from kafkalog.spill.format import (
     read_segment,
 )
 
-# -- the store -----------------------------------------------------------------------------------
+
+class SpillListener(Protocol):
+    """Told what became of tagged appends. Called with no lock of the store held; must be
+    quick and must not call back into the store.
+
+    A tag is the sequence of the caller's record numbers (one per record) that one
+    :meth:`SpillStore.append` wrote, in order: a ``range`` as a rule.
+    """
+
+    def spill_durable(self, tag: Sequence[int]) -> None:
+        """The records of ``tag`` are on disk for good: the fsync covering them succeeded
+        (or ``spill_fsync`` is ``never``: then they were written)."""
+
+    def spill_lost(self, tag: Sequence[int] | None, count: int, *, after_durable: bool) -> None:
+        """``count`` records are gone from the spill before they were replayed: a failed
+        fsync, or ``spill_full_policy="drop_oldest"`` removing their segment. ``tag`` is
+        None for records without one (adopted from a dead writer, or appended untagged).
+        ``after_durable``: they had been reported durable before."""
 
 
 @dataclasses.dataclass
@@ -52,6 +71,8 @@ class _Segment:
     bytes: int
     adopted_lock: int | None = None  # fd of a dead writer's lock we hold, for adopted ones
     corrupt_counted: int = 0  # corrupt regions already counted (it may be read more than once)
+    # The tags of the records appended to it, in order (see SpillListener).
+    tags: list[Sequence[int]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -103,8 +124,10 @@ class SpillStore:
         full_policy: str = "drop_oldest",
         warnings: RateLimitedWarnings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        listener: SpillListener | None = None,
     ) -> None:
         self.directory = directory
+        self._listener = listener
         self.topic = topic
         self._fsync = fsync
         self._fsync_interval_s = fsync_interval_s
@@ -128,7 +151,15 @@ class SpillStore:
         self._last_sync = clock()
         self._dirty = False
         self._read_cache: tuple[Path, list[SpillRecord]] | None = None
-        self.spilled = 0
+        # Records written to replay segments, ever; and the appends not yet covered by an
+        # fsync: (that count as it stood after the append, its tag, its record count).
+        self._written = 0
+        self._undurable: deque[tuple[int, Sequence[int] | None, int]] = deque()
+        # What to tell the listener once the lock is released: (tag, count, after_durable)
+        # losses, then durable tags.
+        self._lost_notices: list[tuple[Sequence[int] | None, int, bool]] = []
+        self._durable_notices: list[Sequence[int]] = []
+        self.spilled = 0  # durable: covered by a successful fsync (see SpillListener)
         self.replayed = 0
         self.dropped = 0
         self.dead_lettered = 0
@@ -264,8 +295,12 @@ class SpillStore:
         dead_letter: bool = False,
         sync: bool = True,
         into_slot: bool = False,
+        tag: Sequence[int] | None = None,
     ) -> int:
         """Write ``records`` to the tail; returns how many were written (others dropped).
+
+        ``tag`` (the caller's numbers for these records, one per record) is
+        reported to the listener once the records are durable, or if they are lost later.
 
         Dead letters go to a separate ``.dead`` segment that replay never touches. With
         ``sync=False`` the fsync policy is left to the next call that syncs (used on the
@@ -278,31 +313,64 @@ class SpillStore:
         if dead_letter:
             return self._append_dead_letter(records)
         frames = b"".join(encode_frame(encode_payload(v, k)) for v, k in records)
+        if tag is not None and len(tag) != len(records):
+            raise InvariantError(f"spill tag {tag!r} does not match {len(records)} record(s)")
         with self._lock:
-            if into_slot and self._slot is not None:
-                written = self._append_to_slot(frames, len(records))
+            slot = self._slot
+            if into_slot and slot is not None:
+                self._slot = None
+                segment = self._append_to_slot(slot, frames, len(records))
             else:
-                written = self._append_frames(frames, len(records))
+                segment = self._append_frames(frames, len(records))
+            if segment is not None:
+                self._written += len(records)
+                if tag is not None:
+                    segment.tags.append(tag)
+                if self._fsync != "never":
+                    self._undurable.append((self._written, tag, len(records)))
+                else:  # the user chose "written" as good enough
+                    self.spilled += len(records)
+                    if tag is not None:
+                        self._durable_notices.append(tag)
         if sync:
             self._sync_sealed()  # a segment sealed by this append is synced, outside the lock
-        if written and sync:
-            self._maybe_sync()
-        return written
+        if segment is not None and sync:
+            self.maybe_sync()
+        self._notify()
+        return 0 if segment is None else len(records)
 
-    def _append_frames(self, frames: bytes, count: int) -> int:
-        """With the lock held: apply the cap and write, falling back per policy."""
+    def _notify(self) -> None:
+        """Tell the listener, outside the lock, what the last calls found out."""
+        if not (self._lost_notices or self._durable_notices):
+            return  # read without the lock: a notice added meanwhile goes with the next call
+        with self._lock:
+            lost, self._lost_notices = self._lost_notices, []
+            durable, self._durable_notices = self._durable_notices, []
+        listener = self._listener
+        if listener is None:
+            return
+        for tag, count, after_durable in lost:
+            listener.spill_lost(tag, count, after_durable=after_durable)
+        for tag in durable:
+            listener.spill_durable(tag)
+
+    def _append_frames(self, frames: bytes, count: int) -> _Segment | None:
+        """With the lock held: apply the cap and write, falling back per policy. The segment
+        written to, or None if the records were dropped."""
         while self.pending_bytes() + len(frames) > self._max_bytes:
             if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
                 self._count_dropped(count, "spill_max_bytes reached")
-                return 0
+                return None
         for attempt in range(2):
             try:
                 segment = self._active
                 if segment is None or segment.bytes >= self._segment_bytes:
                     self._roll()
                     segment = self._open_segment()
-                assert self._fd is not None
-                write_all(self._fd, frames, rollback_to=segment.bytes)
+                fd = self._fd
+                if fd is None:
+                    raise InvariantError("the active spill segment has no open file")
+                write_all(fd, frames, rollback_to=segment.bytes)
             except OSError as exc:
                 self.write_errors += 1
                 full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
@@ -315,14 +383,13 @@ class SpillStore:
                 ):
                     continue
                 self._count_dropped(count, f"cannot write spill segment: {exc}")
-                return 0
+                return None
             segment.records += count
             segment.bytes += len(frames)
-            self.spilled += count
             self._dirty = True
-            return count
+            return segment
         self._count_dropped(count, "disk full")
-        return 0
+        return None
 
     def reserve_slot(self) -> None:
         """Keep a place, ahead of whatever is appended from now on, for older records.
@@ -345,15 +412,13 @@ class SpillStore:
         with self._lock:
             self._slot = None
 
-    def _append_to_slot(self, frames: bytes, count: int) -> int:
-        """With the lock held: write the reserved segment and put it in its place."""
-        slot = self._slot
-        assert slot is not None
-        self._slot = None
+    def _append_to_slot(self, slot: int, frames: bytes, count: int) -> _Segment | None:
+        """With the lock held: write the reserved segment ``slot`` and put it in its place.
+        The new segment, or None if the records were dropped."""
         while self.pending_bytes() + len(frames) > self._max_bytes:
             if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
                 self._count_dropped(count, "spill_max_bytes reached")
-                return 0
+                return None
         try:
             path, fd, header_size = self._new_segment_file(slot)
             try:
@@ -366,7 +431,7 @@ class SpillStore:
         except OSError as exc:
             self.write_errors += 1
             self._count_dropped(count, f"cannot write spill segment: {exc}")
-            return 0
+            return None
         if self._fsync == "never":
             os.close(fd)
         else:
@@ -383,8 +448,7 @@ class SpillStore:
         if index == 0 and self._replay_index > 0:
             index = 1
         self._pending.insert(index, segment)
-        self.spilled += count
-        return count
+        return segment
 
     def _drop_oldest_segment(self, why: str) -> bool:
         """Delete the oldest segment (sealing the active one if it is the last). False if none."""
@@ -393,11 +457,34 @@ class SpillStore:
                 if segment.records == 0:
                     continue
                 self._roll()  # the only one with records: drop_oldest keeps the newest
-            lost = segment.records - (self._replay_index if segment is self._pending[0] else 0)
+            done = self._replay_index if segment is self._pending[0] else 0
+            lost = max(0, segment.records - done)
             self._remove(segment)
-            self._count_dropped(max(0, lost), f"{why}: dropped oldest spill segment")
+            self._count_dropped(lost, f"{why}: dropped oldest spill segment")
+            self._note_lost(segment.tags, done, lost)
             return True
         return False
+
+    def _note_lost(self, tags: list[Sequence[int]], done: int, lost: int) -> None:
+        """With the lock held: the ``lost`` records after the first ``done`` of a segment
+        whose appends carried ``tags`` are gone; queue the listener's notices."""
+        untagged = lost
+        for tag in tags:
+            if done >= len(tag):
+                done -= len(tag)
+                continue
+            gone = tag[done:]
+            done = 0
+            after_durable = True
+            for i, (_, pending, _count) in enumerate(self._undurable):
+                if pending is tag:
+                    del self._undurable[i]
+                    after_durable = False
+                    break
+            self._lost_notices.append((gone, len(gone), after_durable))
+            untagged -= len(gone)
+        if untagged > 0:  # adopted from a dead writer, or appended without a tag
+            self._lost_notices.append((None, untagged, True))
 
     def _count_unsafe(self, found: list[str]) -> None:
         """Count and report entries that are not regular files, each name once."""
@@ -447,48 +534,78 @@ class SpillStore:
             self.dead_lettered += len(records)
             return len(records)
 
-    def _maybe_sync(self) -> None:
+    def maybe_sync(self) -> None:
+        """fsync now if the policy says it is time (``always``, or ``interval`` elapsed)."""
         if self._fsync == "always" or (
             self._fsync == "interval" and self._clock() - self._last_sync >= self._fsync_interval_s
         ):
             self.sync()
 
     def sync(self) -> None:
-        """fsync the active segment if it has unsynced writes (policy permitting).
+        """fsync what was written and not synced yet (policy permitting): the segments sealed
+        since the last sync and the active one. Then the listener hears which tagged records
+        are durable (or lost, if an fsync failed).
 
-        The fsync runs on a duplicate of the file descriptor, outside the store's lock, so an
-        application thread appending on queue overflow never waits for the disk to flush.
+        The fsyncs run outside the store's lock (the active segment's on a duplicate of its
+        descriptor), so an application thread appending on queue overflow never waits for the
+        disk to flush.
         """
-        self._sync_sealed()
-        with self._lock:
-            if self._fd is None or not self._dirty or self._fsync == "never":
-                self._dirty = False
-                return
-            try:
-                fd = os.dup(self._fd)
-            except OSError as exc:
-                self._sync_failed(exc)
-                return
-            self._dirty = False
-            self._last_sync = self._clock()
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            self._sync_failed(exc)
-        finally:
-            os.close(fd)
-
-    def _sync_sealed(self) -> None:
-        """fsync and close the segments sealed since the last call (outside the lock)."""
+        fds: list[int] = []
         with self._lock:
             sealed, self._unsynced_fds = self._unsynced_fds, []
-        for fd in sealed:
+            target = self._written  # every record written so far is covered by these fsyncs
+            if self._fd is not None and self._dirty and self._fsync != "never":
+                try:
+                    fds.append(os.dup(self._fd))
+                except OSError as exc:
+                    self._unsynced_fds = sealed + self._unsynced_fds
+                    self._sync_failed(exc)
+                    return
+                self._last_sync = self._clock()
+            self._dirty = False
+        ok = self._fsync_and_close(sealed + fds)
+        with self._lock:
+            self._settle(target, ok)
+        self._notify()
+
+    def _settle(self, target: int, ok: bool) -> None:
+        """With the lock held: the fsyncs covering the first ``target`` records written are
+        done; ``ok`` if they all succeeded. A failed fsync may have lost the data (Linux
+        drops the dirty pages), so those records are reported lost, not durable."""
+        undurable = self._undurable
+        while undurable and undurable[0][0] <= target:
+            _, tag, count = undurable.popleft()
+            if ok:
+                self.spilled += count
+                if tag is not None:
+                    self._durable_notices.append(tag)
+            else:
+                self._count_dropped(count, "fsync of spill segment failed")
+                if tag is not None:
+                    self._lost_notices.append((tag, count, False))
+
+    def _sync_sealed(self) -> None:
+        """fsync and close the segments sealed since the last call (outside the lock).
+
+        Records in them are not reported durable here: the active segment may hold older
+        ones that are not synced yet; :meth:`sync` reports both.
+        """
+        with self._lock:
+            sealed, self._unsynced_fds = self._unsynced_fds, []
+        self._fsync_and_close(sealed)
+
+    def _fsync_and_close(self, fds: list[int]) -> bool:
+        """fsync and close each of ``fds``; False if any fsync failed."""
+        ok = True
+        for fd in fds:
             try:
                 os.fsync(fd)
             except OSError as exc:
+                ok = False
                 self._sync_failed(exc)
             finally:
                 os.close(fd)
+        return ok
 
     def _sync_failed(self, exc: OSError) -> None:
         with self._lock:

@@ -22,7 +22,7 @@ def test_batches_go_whole_with_idempotence_and_compression(
     for i in range(total):
         logger.info("r", extra={"k": f"key-{i % 5}" if i % 4 else None, "i": i})
     assert handler.flush(60)
-    assert handler._transport.bulk  # handed over whole, not through send() per record
+    assert handler.pipeline._transport.bulk  # handed over whole, not through send() per record
     got = values(consume(kafka_broker.bootstrap, topic, total, timeout_s=60))
     assert sorted(v["i"] for v in got) == list(range(total))  # each exactly once
     by_key: dict[Any, list[int]] = {}
@@ -49,7 +49,7 @@ def test_a_batch_the_broker_finds_too_large_is_split_and_followed(
     for i in range(total):
         logger.info("r", extra={"i": i, "pad": "p" * 400})
     assert handler.flush(60)
-    assert handler._transport.bulk
+    assert handler.pipeline._transport.bulk
     stats = handler.stats()
     assert stats["delivered"] == total
     assert stats["failed"] == stats["dropped"] == stats["retries"] == 0

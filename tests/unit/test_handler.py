@@ -323,8 +323,8 @@ def test_a_dead_worker_is_restarted_when_the_queue_fills(logger: logging.Logger)
     logger.addHandler(handler)
     logger.info("first")
     assert handler.flush(5.0)
-    handler._worker.abort()  # simulate a crashed thread: it exits and nothing restarts it
-    assert handler._worker.join(5.0)
+    handler.pipeline._worker.abort()  # simulate a crashed thread: it exits and nothing restarts it
+    assert handler.pipeline._worker.join(5.0)
     for i in range(10):
         logger.info("after %d", i)
     stats = handler.stats()

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kafkalog import KafkaHandler, TransportError
 from kafkalog.metrics import COUNTERS, GAUGES, HISTOGRAMS, register, unregister
-from kafkalog.pipeline.worker import Distribution
+from kafkalog.pipeline.counters import Distribution
 from kafkalog.testing import MemoryTransport
 
 

@@ -28,7 +28,7 @@ def make_queue(*, batch_bytes: int = 1000, policy: str = "drop_newest",
 
 
 def entry(value_bytes: int = 100) -> Entry:
-    return (b"v" * (value_bytes - ENTRY_OVERHEAD_BYTES), None, None)  # costs value_bytes
+    return (b"v" * (value_bytes - ENTRY_OVERHEAD_BYTES), None)  # costs value_bytes
 
 
 def sets(q: RecordQueue) -> int:
