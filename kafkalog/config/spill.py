@@ -53,10 +53,6 @@ def _spill_dir(name: str, value: Any) -> str | None:
     return value
 
 
-def _dead_letter_topic(_name: str, value: Any) -> str:
-    return topic("topic", value)
-
-
 OPTIONS: dict[str, Validator] = {
     "spill_dir": _spill_dir,
     "app_name": optional(path_part, unset=(None,)),
@@ -66,5 +62,5 @@ OPTIONS: dict[str, Validator] = {
     "spill_segment_bytes": at_least(4096),
     "spill_full_policy": one_of(SPILL_FULL_POLICIES),
     "spill_after_ms": at_least(0),
-    "dead_letter_topic": optional(_dead_letter_topic),
+    "dead_letter_topic": optional(topic),
 }
