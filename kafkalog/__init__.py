@@ -7,7 +7,7 @@ Add :class:`KafkaHandler` to your logging configuration::
 """
 
 from kafkalog import context
-from kafkalog.config import HandlerConfig
+from kafkalog.config import HandlerConfig, PipelineConfig
 from kafkalog.errors import ConfigError, KafkalogError, SpillError, TransportError
 from kafkalog.formatting.formatter import JsonFormatter
 from kafkalog.handler import KafkaHandler
@@ -20,6 +20,7 @@ __all__ = [
     "JsonFormatter",
     "KafkaHandler",
     "KafkalogError",
+    "PipelineConfig",
     "SpillError",
     "TransportError",
     "__version__",

@@ -24,6 +24,10 @@ class ConfigError(KafkalogError, ValueError):
         self.option = option
 
 
+class InvariantError(KafkalogError):
+    """An internal invariant was broken: a bug in kafkalog, never bad input."""
+
+
 class TransportError(KafkalogError):
     """Sending to Kafka failed; ``retriable`` says whether trying again may help.
 

@@ -1,4 +1,5 @@
-"""docs/reference.md must list exactly the handler's options, with their real defaults.
+"""docs/reference.md must list exactly the handler's options, with their real defaults, and
+name exactly the handler's options that PipelineConfig does not take.
 
 The default column is written as a user would pass the value; feeding it through
 ``HandlerConfig.from_options`` must give the same value the handler uses when the option is
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kafkalog import HandlerConfig
+from kafkalog import HandlerConfig, PipelineConfig
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 _ROW = re.compile(r"^\| `(?P<name>[a-z_]+)` \| (?P<type>[^|]+) \| (?P<default>[^|]+) \|"
@@ -37,6 +38,17 @@ def test_reference_lists_exactly_the_handler_options() -> None:
     documented = set(_rows())
     assert sorted(options - documented) == [], "options missing from docs/reference.md"
     assert sorted(documented - options) == [], "docs/reference.md lists unknown options"
+
+
+def test_reference_names_the_options_the_pipeline_does_not_take() -> None:
+    text = " ".join(REFERENCE.read_text(encoding="utf-8").split())
+    match = re.search(r"`kafkalog\.PipelineConfig`.*? except the handler's: (?P<names>[^.]+)\.",
+                      text)
+    assert match, "docs/reference.md does not say which options PipelineConfig refuses"
+    documented = set(re.findall(r"`([a-z_]+)`", match["names"]))
+    handler_only = ({f.name for f in dataclasses.fields(HandlerConfig)}
+                    - {f.name for f in dataclasses.fields(PipelineConfig)})
+    assert documented == handler_only
 
 
 @pytest.mark.parametrize("name", sorted(_rows()))

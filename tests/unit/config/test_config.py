@@ -68,6 +68,7 @@ def test_acks_all_spellings(acks: object) -> None:
         ({"lingr_ms": 5}, "lingr_ms"),
         ({"topic": "bad topic!"}, "topic"),
         ({"topic": ""}, "topic"),
+        ({"dead_letter_topic": "bad topic!"}, "dead_letter_topic"),
         ({"schema": "xml"}, "schema"),
         ({"sync_level": "LOUD"}, "sync_level"),
         ({"key": "not an identifier"}, "key"),
