@@ -10,7 +10,6 @@ import pytest
 
 from kafkalog.client.probe import connection_problem, split_server
 
-
 # -- connection problems, by exception type --------------------------------------------------------
 
 def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:
