@@ -14,7 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from kafkalog.spill.store import SpillStore
+from kafkalog.spill import SpillStore
 
 
 def log_value(n: int) -> bytes:

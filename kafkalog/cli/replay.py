@@ -32,8 +32,8 @@ from kafkalog.cli.common import (
 )
 from kafkalog.config import HandlerConfig
 from kafkalog.errors import ConfigError
-from kafkalog.spill.inspect import topics_in
 from kafkalog.spill import SpillStore
+from kafkalog.spill.inspect import topics_in
 from kafkalog.transports.kafka_python import KafkaPythonTransport
 
 

@@ -11,7 +11,7 @@ from spill_segments import dead_writer_segments, log_value
 
 from kafkalog.cli.common import EXIT_OK
 from kafkalog.cli.main import main
-from kafkalog.spill.store import LOCK_SUFFIX
+from kafkalog.spill import LOCK_SUFFIX
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from spill_segments import dead_writer_segments, log_value
 from kafkalog.cli.common import EXIT_OK, EXIT_USAGE
 from kafkalog.cli.main import main
 from kafkalog.cli.spill_info import spill_info
-from kafkalog.spill.store import LOCK_SUFFIX, SEGMENT_SUFFIX
+from kafkalog.spill import LOCK_SUFFIX, SEGMENT_SUFFIX
 
 WRITER = "0123456789abcdef"
 

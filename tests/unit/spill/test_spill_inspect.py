@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from spill_segments import dead_writer_segments, log_value
 
+from kafkalog.spill import LOCK_SUFFIX, SEGMENT_SUFFIX
 from kafkalog.spill.inspect import SegmentSummary, segment_summaries, topics_in, writer_alive
-from kafkalog.spill.store import LOCK_SUFFIX, SEGMENT_SUFFIX
 
 WRITER = "0123456789abcdef"
 
