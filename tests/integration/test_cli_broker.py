@@ -21,7 +21,7 @@ from kafka import KafkaProducer
 from kafka_read import consume
 
 from kafkalog import KafkaHandler
-from kafkalog.cli.main import (
+from kafkalog.cli.common import (
     EXIT_AUTO_CREATE_DISABLED,
     EXIT_DNS,
     EXIT_INTERRUPTED,

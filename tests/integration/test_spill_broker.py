@@ -19,7 +19,7 @@ from kafka_read import consume, values
 
 from kafkalog import KafkaHandler
 from kafkalog.cli.main import main as cli_main
-from kafkalog.cli.main import spill_info
+from kafkalog.cli.spill_info import spill_info
 
 APP = Path(__file__).with_name("spill_app.py")
 

@@ -19,7 +19,8 @@ from broker.kraft import wait_for
 from broker.tls import Pki, make_pki
 
 from kafkalog import KafkaHandler
-from kafkalog.cli.main import build_parser, client_config
+from kafkalog.cli.common import client_config
+from kafkalog.cli.main import build_parser
 from kafkalog.cli.main import main as cli_main
 from kafkalog.config import SASL_PASSWORD_ENV, HandlerConfig, Secret
 from kafkalog.diagnostics import log as kafkalog_log

@@ -1,32 +1,26 @@
-"""The ``kafkalog tail`` and ``check`` commands without a broker: parsing, filters, output."""
+"""The ``kafkalog tail`` command without a broker: parsing, filters, output, the read loop."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import re
-import socket
-import ssl
 
 import kafka.errors
 import orjson
 import pytest
 from rich.console import Console
 
-from kafkalog.cli.main import (
-    EXIT_USAGE,
-    PROBLEM_EXIT_CODES,
+from kafkalog.cli.common import EXIT_USAGE
+from kafkalog.cli.main import build_parser, main
+from kafkalog.cli.tail import _tail_loop, parse_since
+from kafkalog.cli.tail_records import (
     DedupeWindow,
     LogLine,
     RecordFilter,
     TailPrinter,
-    _tail_loop,
-    build_parser,
     level_number,
-    main,
-    parse_since,
 )
-from kafkalog.client.probe import PROBE_KINDS, connection_problem, split_server
 from kafkalog.client.reader import ConsumedRecord
 
 NOW = 1_800_000_000.0
@@ -98,29 +92,6 @@ def test_tail_arguments_and_their_defaults(monkeypatch: pytest.MonkeyPatch) -> N
     assert (args.logger, args.grep, args.json, args.dedupe_window) == ("app", "x+", True, 5)
 
 
-def test_bootstrap_servers_default_comes_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("KAFKALOG_BOOTSTRAP_SERVERS", "k1:9092")
-    assert build_parser().parse_args(["check", "--topic", "t"]).bootstrap_servers == "k1:9092"
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["tail"],  # no topic
-        ["tail", "--topic", "t", "--from-beginning", "--since", "1h"],  # two starts
-        ["tail", "--topic", "t", "--dedupe-window", "0"],
-        ["tail", "--topic", "t", "--timeout", "0"],
-        ["check"],
-    ],
-)
-def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(argv)
-    assert exc.value.code == EXIT_USAGE
-
-
 @pytest.mark.parametrize(
     "option", [["--since", "yesterday"], ["--level", "LOUD"], ["--grep", "(unclosed"]]
 )
@@ -131,13 +102,6 @@ def test_bad_filter_values_exit_with_usage_before_connecting(
     code = main(["tail", "--topic", "t", "--bootstrap-servers", "127.0.0.1:1", *option])
     assert code == EXIT_USAGE
     assert "kafkalog tail:" in capsys.readouterr().err
-
-
-def test_every_probe_problem_has_its_own_exit_code() -> None:
-    assert set(PROBLEM_EXIT_CODES) == set(PROBE_KINDS)
-    codes = list(PROBLEM_EXIT_CODES.values())
-    assert len(set(codes)) == len(codes)
-    assert not {0, 1, 2, 4, 130} & set(codes)
 
 
 # -- reading records -------------------------------------------------------------------------------
@@ -245,50 +209,6 @@ def test_pretty_output_colours_by_level_and_shows_the_traceback() -> None:
     assert "KeyError: 'invoice'" in plain
     assert "\x1b[1;31mERROR" in out  # bold red
     assert "\x1b[32mINFO" in out  # green
-
-
-# -- connection problems, by exception type --------------------------------------------------------
-
-def _raised_from(outer: BaseException, inner: BaseException) -> BaseException:
-    try:
-        try:
-            raise inner
-        except BaseException as exc:
-            raise outer from exc
-    except BaseException as exc:
-        return exc
-
-
-@pytest.mark.parametrize(
-    ("exc", "kind"),
-    [
-        (socket.gaierror(-2, "Name or service not known"), "dns"),
-        (ssl.SSLCertVerificationError(1, "certificate verify failed"), "tls"),
-        (ssl.SSLError(1, "wrong version number"), "tls"),
-        (kafka.errors.SaslAuthenticationFailedError("bad password"), "sasl"),
-        (kafka.errors.UnsupportedSaslMechanismError("PLAIN"), "sasl"),
-        (ConnectionRefusedError(111, "Connection refused"), "refused"),
-        (TimeoutError("timed out"), "unreachable"),
-        (OSError(113, "No route to host"), "unreachable"),
-        (_raised_from(kafka.errors.KafkaConnectionError("x"),
-                      ssl.SSLError(1, "handshake failure")), "tls"),
-        (kafka.errors.KafkaTimeoutError("Unable to bootstrap"), "kafka"),
-        (ValueError("connection refused, says the text"), "kafka"),  # text is never read
-    ],
-)
-def test_connection_problems_are_classified_by_type(exc: BaseException, kind: str) -> None:
-    assert connection_problem(exc) == kind
-
-
-@pytest.mark.parametrize(
-    ("server", "expected"),
-    [("k1:9092", ("k1", 9092)), ("k1", ("k1", 9092)), ("[::1]:9093", ("::1", 9093)),
-     ("10.0.0.1:19092", ("10.0.0.1", 19092))],
-)
-def test_bootstrap_servers_are_split_into_host_and_port(
-    server: str, expected: tuple[str, int]
-) -> None:
-    assert split_server(server) == expected
 
 
 # -- the tail loop, with a scripted reader ---------------------------------------------------------

@@ -1,0 +1,146 @@
+"""``kafkalog replay``: send what dead writers left in a spill directory to Kafka, with a
+progress bar, deleting each segment once Kafka acknowledged all of it (the store's job).
+
+Segments of a live process are never touched. If Kafka stops taking records, what is left
+stays on disk and the exit status says whether anything was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from kafkalog.cli.common import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    add_bootstrap,
+    add_security,
+    security_options,
+    spill_dir_or_none,
+)
+from kafkalog.config import HandlerConfig
+from kafkalog.errors import ConfigError
+from kafkalog.spill import SpillStore
+from kafkalog.spill.inspect import topics_in
+from kafkalog.transports.kafka_python import KafkaPythonTransport
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``replay`` subcommand and its options to ``sub``."""
+    replay = sub.add_parser("replay", help="send the records of a spill directory to Kafka")
+    replay.add_argument("--spill-dir", required=True)
+    add_bootstrap(replay)
+    replay.add_argument("--topic", help="send to this topic instead of each segment's own")
+    add_security(replay)
+    replay.add_argument("--timeout", type=float, default=30.0,
+                        help="seconds to wait for Kafka per batch (default 30)")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    """Run ``kafkalog replay``, showing progress on ``console``. The exit status."""
+    directory = spill_dir_or_none(args.spill_dir, console)
+    if directory is None:
+        return EXIT_USAGE
+    topics = topics_in(directory)
+    if not topics:
+        console.print("nothing to replay")
+        return EXIT_OK
+    timeout_s = args.timeout
+    sent = 0
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("records, {task.fields[bytes]} bytes, {task.fields[rate]} records/s"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=not console.is_terminal,
+    ) as progress:
+        for source_topic in topics:
+            store = SpillStore(directory, source_topic, fsync="never")
+            if store.adopt_orphans() == 0:
+                console.print(f"{source_topic}: no segments of dead writers (live are skipped)")
+                continue
+            target = args.topic or source_topic
+            try:
+                config = HandlerConfig.from_options(
+                    {"topic": target, "bootstrap_servers": args.bootstrap_servers,
+                     "request_timeout_ms": int(timeout_s * 1000), **security_options(args)}
+                )
+            except ConfigError as exc:
+                console.print(f"[red]{exc}[/red]")
+                return EXIT_USAGE
+            transport = KafkaPythonTransport(config)
+            total = store.pending_records()
+            task = progress.add_task(f"{source_topic} -> {target}", total=total, bytes=0,
+                                     rate="0")
+            try:
+                code = _drain(
+                    store, transport, progress, task, timeout_s=timeout_s, console=console
+                )
+            finally:
+                transport.close(5.0)
+                store.close()
+            sent += int(progress.tasks[task].completed)
+            if code != EXIT_OK:
+                console.print(
+                    f"[red]stopped: {store.pending_records()} record(s) left on disk in "
+                    f"{directory}; nothing was lost. Run replay again when Kafka is reachable."
+                    "[/red]"
+                )
+                return code
+    console.print(f"replayed {sent} record(s)")
+    return EXIT_OK
+
+
+def _drain(
+    store: SpillStore,
+    transport: KafkaPythonTransport,
+    progress: Progress,
+    task: Any,
+    *,
+    timeout_s: float,
+    console: Console,
+) -> int:
+    """Replay ``store`` to the end, or to the first batch Kafka does not take."""
+    nbytes = 0
+    started = time.monotonic()
+    while True:
+        batch = store.read_batch(5000, 8 * 1024 * 1024)
+        if batch is None:
+            return EXIT_OK
+        results = transport.send(batch.records, timeout_s)
+        done = 0
+        refused = []
+        for record, err in zip(batch.records, results, strict=True):
+            if err is not None and err.retriable:
+                break
+            if err is not None:
+                refused.append(record)
+            done += 1
+        if refused:  # never dropped: kept in a dead-letter segment beside the spill
+            store.append(refused, dead_letter=True)
+            console.print(f"[yellow]Kafka refused {len(refused)} record(s); kept them in a "
+                          "dead-letter segment[/yellow]")
+        store.ack(batch, done)
+        nbytes += sum(len(v) for v, _ in batch.records[:done])
+        elapsed = max(time.monotonic() - started, 1e-9)
+        progress.update(task, advance=done, bytes=nbytes,
+                        rate=f"{progress.tasks[task].completed / elapsed:,.0f}")
+        if done < len(batch.records):
+            err = results[done]
+            where = ",".join(transport.producer_settings(0)["bootstrap_servers"])
+            console.print(f"[red]cannot deliver to Kafka at {where}: {err}[/red]")
+            return EXIT_UNREACHABLE if store.replayed == 0 else EXIT_PARTIAL
