@@ -25,7 +25,10 @@ class ConfigError(KafkalogError, ValueError):
 
 
 class InvariantError(KafkalogError):
-    """An internal invariant was broken: a bug in kafkalog, never bad input."""
+    """An internal invariant was broken: a bug in kafkalog, never bad input.
+
+    Raised where an ``assert`` would vanish under ``python -O``.
+    """
 
 
 class TransportError(KafkalogError):
@@ -98,13 +101,6 @@ class AuthorizationError(SecurityError):
             "on the topic)",
             cause_name="AuthorizationFailed",
         )
-
-
-class InvariantError(KafkalogError):
-    """An internal invariant was broken: a bug in kafkalog, never bad input.
-
-    Raised where an ``assert`` would vanish under ``python -O``.
-    """
 
 
 class SpillError(KafkalogError):

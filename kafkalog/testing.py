@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.errors import TransportError
 from kafkalog.transports.base import OutRecord, Transport
 
@@ -41,11 +41,11 @@ class MemoryTransport:
     @classmethod
     def factory(
         cls, instance: MemoryTransport | None = None
-    ) -> Callable[[HandlerConfig, Callable[[], None]], Transport]:
+    ) -> Callable[[PipelineConfig, Callable[[], None]], Transport]:
         """A ``transport_factory`` for :class:`~kafkalog.KafkaHandler` returning ``instance``."""
         shared = instance if instance is not None else cls()
 
-        def build(_config: HandlerConfig, _on_new_client: Callable[[], None]) -> Transport:
+        def build(_config: PipelineConfig, _on_new_client: Callable[[], None]) -> Transport:
             return shared
 
         return build

@@ -30,11 +30,18 @@ from kafkalog.cli.common import (
     security_options,
     spill_dir_or_none,
 )
-from kafkalog.config import HandlerConfig
+from kafkalog.config import TRANSPORTS, PipelineConfig
 from kafkalog.errors import ConfigError
+from kafkalog.pipeline.counters import WorkerCounters
+from kafkalog.pipeline.replay import replay_once
+from kafkalog.pipeline.sender import ConfirmedSender
 from kafkalog.spill import SpillStore
 from kafkalog.spill.inspect import topics_in
-from kafkalog.transports.kafka_python import KafkaPythonTransport
+from kafkalog.transports import build_transport, check_transport_config
+
+# One batch read from the spill at a time: small enough for a lively progress bar.
+_BATCH_RECORDS = 5000
+_BATCH_BYTES = 8 * 1024 * 1024
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_security(replay)
     replay.add_argument("--timeout", type=float, default=30.0,
                         help="seconds to wait for Kafka per batch (default 30)")
+    replay.add_argument("--transport", choices=TRANSPORTS, default="kafka-python",
+                        help="the Kafka client to send with (default kafka-python; confluent "
+                             "needs the kafkalog[confluent] extra)")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -75,23 +85,26 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 continue
             target = args.topic or source_topic
             try:
-                config = HandlerConfig.from_options(
+                config = PipelineConfig.from_options(
                     {"topic": target, "bootstrap_servers": args.bootstrap_servers,
-                     "request_timeout_ms": int(timeout_s * 1000), **security_options(args)}
+                     "request_timeout_ms": int(timeout_s * 1000), "transport": args.transport,
+                     **security_options(args)}
                 )
+                check_transport_config(config)
             except ConfigError as exc:
+                store.close()
                 console.print(f"[red]{exc}[/red]")
                 return EXIT_USAGE
-            transport = KafkaPythonTransport(config)
+            sender = ConfirmedSender(build_transport(config), WorkerCounters(), topic=target,
+                                     request_timeout_s=timeout_s, spill=store)
             total = store.pending_records()
             task = progress.add_task(f"{source_topic} -> {target}", total=total, bytes=0,
                                      rate="0")
             try:
-                code = _drain(
-                    store, transport, progress, task, timeout_s=timeout_s, console=console
-                )
+                code = _drain(store, sender, progress, task, timeout_s=timeout_s,
+                              console=console, where=",".join(config.bootstrap_servers))
             finally:
-                transport.close(5.0)
+                sender.transport.close(5.0)
                 store.close()
             sent += int(progress.tasks[task].completed)
             if code != EXIT_OK:
@@ -107,40 +120,30 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 def _drain(
     store: SpillStore,
-    transport: KafkaPythonTransport,
+    sender: ConfirmedSender,
     progress: Progress,
     task: Any,
     *,
     timeout_s: float,
     console: Console,
+    where: str,
 ) -> int:
-    """Replay ``store`` to the end, or to the first batch Kafka does not take."""
+    """Replay ``store`` to the end, or to the first batch Kafka does not take, with the
+    pipeline's replay engine (the one the worker uses)."""
     nbytes = 0
     started = time.monotonic()
     while True:
-        batch = store.read_batch(5000, 8 * 1024 * 1024)
-        if batch is None:
+        step = replay_once(store, sender, timeout_s, max_records=_BATCH_RECORDS,
+                           max_bytes=_BATCH_BYTES)
+        if step is None:
             return EXIT_OK
-        results = transport.send(batch.records, timeout_s)
-        done = 0
-        refused = []
-        for record, err in zip(batch.records, results, strict=True):
-            if err is not None and err.retriable:
-                break
-            if err is not None:
-                refused.append(record)
-            done += 1
-        if refused:  # never dropped: kept in a dead-letter segment beside the spill
-            store.append(refused, dead_letter=True)
-            console.print(f"[yellow]Kafka refused {len(refused)} record(s); kept them in a "
+        if step.refused:  # never dropped: kept in a dead-letter segment beside the spill
+            console.print(f"[yellow]Kafka refused {step.refused} record(s); kept them in a "
                           "dead-letter segment[/yellow]")
-        store.ack(batch, done)
-        nbytes += sum(len(v) for v, _ in batch.records[:done])
+        nbytes += step.value_bytes
         elapsed = max(time.monotonic() - started, 1e-9)
-        progress.update(task, advance=done, bytes=nbytes,
+        progress.update(task, advance=step.done, bytes=nbytes,
                         rate=f"{progress.tasks[task].completed / elapsed:,.0f}")
-        if done < len(batch.records):
-            err = results[done]
-            where = ",".join(transport.producer_settings(0)["bootstrap_servers"])
-            console.print(f"[red]cannot deliver to Kafka at {where}: {err}[/red]")
+        if step.error is not None:
+            console.print(f"[red]cannot deliver to Kafka at {where}: {step.error}[/red]")
             return EXIT_UNREACHABLE if store.replayed == 0 else EXIT_PARTIAL

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.errors import ConfigError
 from kafkalog.pipeline import lifecycle
@@ -28,7 +28,7 @@ from kafkalog.transports import Transport, build_transport, check_transport_conf
 
 #: Builds the transport for a config; the second argument is called each time the transport
 #: creates a Kafka client (it keeps kafkalog's exit hook ahead of the client's).
-TransportFactory = Callable[[HandlerConfig, Callable[[], None]], Transport]
+TransportFactory = Callable[[PipelineConfig, Callable[[], None]], Transport]
 
 
 class Pipeline:
@@ -36,8 +36,9 @@ class Pipeline:
 
     Options are those of :class:`~kafkalog.KafkaHandler` that concern delivery (``topic``,
     ``bootstrap_servers``, ``acks``, ``linger_ms``, ``queue_max_records``,
-    ``overflow_policy``, ``spill_dir``, security...), with the same names, defaults and
-    validation; a bad one raises :class:`~kafkalog.errors.ConfigError` naming it.
+    ``overflow_policy``, ``spill_dir``, security...; see
+    :class:`~kafkalog.config.PipelineConfig`), with the same names, defaults and validation; a
+    bad one raises :class:`~kafkalog.errors.ConfigError` naming it.
 
     :meth:`submit` never does network I/O, never raises for a full queue and waits only as
     the overflow policy says (``block``: at most ``block_timeout_ms``). It returns the record's
@@ -54,7 +55,7 @@ class Pipeline:
         self,
         topic: str | None = None,
         *,
-        config: HandlerConfig | None = None,
+        config: PipelineConfig | None = None,
         transport_factory: TransportFactory | None = None,
         on_outcome: OutcomeCallback | None = None,
         on_fork: Callable[[], None] | None = None,
@@ -63,7 +64,7 @@ class Pipeline:
         if config is None:
             if topic is not None:
                 options["topic"] = topic
-            config = HandlerConfig.from_options(options)
+            config = PipelineConfig.from_options(options)
         elif topic is not None or options:
             raise ConfigError("config", "give either config= or individual options, not both")
         if transport_factory is None:

@@ -27,7 +27,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.errors import SecurityError, TransportError
 from kafkalog.pipeline.counters import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
@@ -65,7 +65,7 @@ class BatchWorker:
         self,
         queue: RecordQueue,
         sender: ConfirmedSender,
-        config: HandlerConfig,
+        config: PipelineConfig,
         *,
         ledger: OutcomeLedger,
         spill: SpillStore | None,

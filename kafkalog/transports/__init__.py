@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.errors import ConfigError
 from kafkalog.transports.base import OutRecord, Transport
 from kafkalog.transports.kafka_python import (
@@ -22,7 +22,7 @@ from kafkalog.transports.kafka_python import (
 __all__ = ["OutRecord", "Transport", "build_transport", "check_transport_config"]
 
 
-def check_transport_config(config: HandlerConfig) -> None:
+def check_transport_config(config: PipelineConfig) -> None:
     """Check, at construction, what the transport ``config.transport`` names needs.
 
     Raises :class:`~kafkalog.errors.ConfigError` naming the option at fault.
@@ -46,7 +46,7 @@ def check_transport_config(config: HandlerConfig) -> None:
 
 
 def build_transport(
-    config: HandlerConfig, on_new_client: Callable[[], None] | None = None
+    config: PipelineConfig, on_new_client: Callable[[], None] | None = None
 ) -> Transport:
     """The :class:`Transport` that ``config.transport`` names (kafka-python by default)."""
     if config.transport == "confluent":

@@ -23,7 +23,7 @@ from typing import Any
 import confluent_kafka
 from confluent_kafka import KafkaError, KafkaException
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import log
 from kafkalog.errors import (
     AuthenticationError,
@@ -223,7 +223,7 @@ class _LibrdkafkaLog:
         log.debug("librdkafka: " + msg, *args)
 
 
-def producer_properties(config: HandlerConfig) -> dict[str, Any]:
+def producer_properties(config: PipelineConfig) -> dict[str, Any]:
     """librdkafka properties for kafkalog's options (without ``producer_config``)."""
     c = config
     request_timeout_ms = min(c.request_timeout_ms, _MAX_REQUEST_TIMEOUT_MS)
@@ -273,7 +273,7 @@ def producer_properties(config: HandlerConfig) -> dict[str, Any]:
     return props
 
 
-def _security_properties(config: HandlerConfig) -> dict[str, Any]:
+def _security_properties(config: PipelineConfig) -> dict[str, Any]:
     """librdkafka properties for the handler's security options (TLS, SASL), if any are set."""
     protocol = config.security_protocol
     if str(protocol).upper() == "PLAINTEXT":
@@ -311,7 +311,7 @@ def _validate(props: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_producer_config(config: HandlerConfig) -> None:
+def check_producer_config(config: PipelineConfig) -> None:
     """Check the librdkafka properties of ``config`` at construction; ConfigError if refused.
 
     For this transport ``producer_config`` holds librdkafka property names (``"security.protocol"``,
@@ -409,7 +409,7 @@ class ConfluentTransport:
 
     def __init__(
         self,
-        config: HandlerConfig,
+        config: PipelineConfig,
         *,
         on_new_client: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,

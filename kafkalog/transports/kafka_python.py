@@ -34,7 +34,7 @@ from kafka.producer.producer_batch import ProducerBatch
 from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
 
-from kafkalog.config import HandlerConfig
+from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import log
 from kafkalog.errors import (
     AuthenticationError,
@@ -82,7 +82,7 @@ def classify(
     return TransportError(text, retriable=retriable, cause_name=name)
 
 
-def check_producer_config(config: HandlerConfig) -> None:
+def check_producer_config(config: PipelineConfig) -> None:
     """Reject ``producer_config`` keys that kafka-python does not know, at construction.
 
     Otherwise a typo would surface only on the worker thread, as every record failing.
@@ -98,7 +98,7 @@ def check_producer_config(config: HandlerConfig) -> None:
 
 # -- connecting to a secured cluster ----------------------------------------------------------
 
-def security_settings(config: HandlerConfig) -> dict[str, Any]:
+def security_settings(config: PipelineConfig) -> dict[str, Any]:
     """The kafka-python settings (producer, consumer or admin) for the security options."""
     c = config
     settings: dict[str, Any] = {"security_protocol": c.security_protocol}
@@ -122,7 +122,7 @@ def _no_password() -> bytes:
     return b""
 
 
-def check_tls_files(config: HandlerConfig) -> None:
+def check_tls_files(config: PipelineConfig) -> None:
     """Load the CA, certificate and key files once at construction, so that a file in the
     wrong format is a :class:`~kafkalog.errors.ConfigError` now, not a failure on every send."""
     if config.security_protocol not in ("SSL", "SASL_SSL"):
@@ -190,7 +190,7 @@ class KafkaPythonTransport:
 
     def __init__(
         self,
-        config: HandlerConfig,
+        config: PipelineConfig,
         *,
         on_new_client: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
