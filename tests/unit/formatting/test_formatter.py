@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 
 from kafkalog import context
-from kafkalog.formatting.formatter import ECS_VERSION, JsonFormatter, new_record_id
+from kafkalog.formatting import ECS_VERSION, JsonFormatter, new_record_id
+from kafkalog.formatting.build import build_record
+from kafkalog.formatting.plain import encode_plain
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
@@ -1043,9 +1045,9 @@ def test_a_plain_record_is_encoded_as_its_dict_would_be(  # noqa: PLR0917 - hypo
     record.threadName = thread_name
     tail = formatter._plain_tail
     assert tail is not None
-    fast = formatter._encode_plain(record, tail)
+    fast = encode_plain(formatter, record, tail)
     assert fast is not None
-    slow_dict, _ = formatter._build(record)
+    slow_dict, _ = build_record(formatter, record)
     slow = orjson.dumps(slow_dict)
     fast_id = orjson.loads(fast)["id"]
     assert fast.replace(fast_id.encode(), str(slow_dict["id"]).encode()) == slow
@@ -1061,28 +1063,28 @@ def test_records_that_are_not_plain_take_the_dict_path() -> None:
         return log.makeRecord("plain.check", logging.INFO, "f.py", 1, "m %s", ("a",), None,
                               **kwargs)
 
-    assert formatter._encode_plain(made(), tail) is not None
-    assert formatter._encode_plain(made(extra={"user": "u"}), tail) is None
-    assert formatter._encode_plain(made(sinfo="Stack (most recent call last):"), tail) is None
+    assert encode_plain(formatter, made(), tail) is not None
+    assert encode_plain(formatter, made(extra={"user": "u"}), tail) is None
+    assert encode_plain(formatter, made(sinfo="Stack (most recent call last):"), tail) is None
     bad = made()
     bad.args = (1, 2)  # "m %s" with two args: formatting fails
-    assert formatter._encode_plain(bad, tail) is None
+    assert encode_plain(formatter, bad, tail) is None
     assert b"message formatting failed" in formatter.encode(bad)
     surrogate = made()
     surrogate.msg, surrogate.args = "lone \ud800", ()
-    assert formatter._encode_plain(surrogate, tail) is None
+    assert encode_plain(formatter, surrogate, tail) is None
     assert orjson.loads(formatter.encode(surrogate))["message"].startswith("lone")
     small = JsonFormatter(max_bytes=120)
     long = made()
     long.args = ("x" * 500,)
-    assert small._encode_plain(long, tail) is None
+    assert encode_plain(small, long, tail) is None
     assert orjson.loads(small.encode(long))["truncated"] is True
     assert JsonFormatter(schema="ecs")._plain_tail is None
     with context.bound(user="u-1"):
-        assert formatter._encode_plain(made(), tail) is None
+        assert encode_plain(formatter, made(), tail) is None
         assert orjson.loads(formatter.encode(made()))["user"] == "u-1"
     tracer = TracerProvider().get_tracer("kafkalog.test")
     with tracer.start_as_current_span("request"):
-        assert formatter._encode_plain(made(), tail) is None
+        assert encode_plain(formatter, made(), tail) is None
         assert "trace_id" in orjson.loads(formatter.encode(made()))
-    assert formatter._encode_plain(made(), tail) is not None  # OpenTelemetry imported, no span
+    assert encode_plain(formatter, made(), tail) is not None  # OpenTelemetry imported, no span
