@@ -196,7 +196,7 @@ def test_encoded_bytes_own_only_their_length(make: Any) -> None:
     finally:
         tracemalloc.stop()
     orjson.loads(out)
-    # The slack covers small allocations that outlive the call (a 200-byte tuple of _build's
+    # The slack covers small allocations that outlive the call (a 200-byte tuple of build_record's
     # shows up here on CPython 3.11); a pinned orjson buffer is 4 KiB or more.
     assert held < len(out) + 1024, f"{held} bytes held for a {len(out)}-byte record"
 
