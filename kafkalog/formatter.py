@@ -6,7 +6,7 @@
 
 import warnings
 
-from kafkalog.formatting.formatter import ECS_VERSION, JsonFormatter, new_record_id
+from kafkalog.formatting import ECS_VERSION, JsonFormatter, new_record_id
 
 warnings.warn(
     "kafkalog.formatter is deprecated; import JsonFormatter from kafkalog "

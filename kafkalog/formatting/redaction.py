@@ -170,17 +170,19 @@ class Redactor:
         t = type(value)
         if t in LEAF_TYPES:
             return value
+        # A mapping's (key, value) pairs, or None for a sequence (walked item by item).
         # Exact types first: isinstance() against an ABC such as Mapping is comparatively slow.
+        items: list[tuple[Any, Any]] | None
         if t is dict:
             items = list(value.items())
         elif t is list or t is tuple:
-            return self._walk_sequence(value, depth, path)
+            items = None
         elif isinstance(value, Mapping):
             items = list(value.items())
         elif isinstance(value, tuple) and callable(getattr(value, "_asdict", None)):
             items = list(value._asdict().items())  # type: ignore[attr-defined]  # named tuple
         elif isinstance(value, (list, tuple, set, frozenset)):
-            return self._walk_sequence(value, depth, path)
+            items = None
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
             # orjson writes a dataclass as an object of its public fields.
             items = [
@@ -196,48 +198,37 @@ class Redactor:
         if marker in path:
             return f"<cycle: {t.__qualname__}>"
         path.add(marker)
-        cache = self._cache
         leaf = LEAF_TYPES
-        # The copy is only made from the first change on: most containers hold no secret.
-        out: dict[Any, Any] | None = None
+        walk = self._walk
         try:
+            if items is None:
+                seq = list(value)
+                walked = [
+                    item if type(item) in leaf else walk(item, depth + 1, path) for item in seq
+                ]
+                for new, old in zip(walked, seq, strict=True):
+                    if new is not old:
+                        return walked
+                return value
+            cache = self._cache
+            # The copy is only made from the first change on: most containers hold no secret.
+            out: dict[Any, Any] | None = None
             for index, (key, item) in enumerate(items):
                 hit = cache.get(key) if type(key) is str else None
                 if hit is None:
                     hit = self.matches(key)
                 if hit:
-                    new: Any = MASK
+                    new = MASK
                 elif type(item) in leaf:
                     new = item
                 else:
-                    new = self._walk(item, depth + 1, path)
+                    new = walk(item, depth + 1, path)
                 if out is not None:
                     out[key] = new
                 elif new is not item or hit:
                     out = dict(items[:index])
                     out[key] = new
+            # Unchanged: the original object, so orjson writes it exactly as it would have.
+            return value if out is None else out
         finally:
             path.discard(marker)
-        # Unchanged: the original object, so orjson writes it exactly as it would have.
-        return value if out is None else out
-
-    def _walk_sequence(self, value: Any, depth: int, path: set[int]) -> Any:
-        if depth >= _MAX_DEPTH:
-            return _TOO_DEEP
-        marker = id(value)
-        if marker in path:
-            return f"<cycle: {type(value).__qualname__}>"
-        path.add(marker)
-        leaf = LEAF_TYPES
-        walk = self._walk
-        try:
-            items = list(value)
-            out = [
-                item if type(item) in leaf else walk(item, depth + 1, path) for item in items
-            ]
-        finally:
-            path.discard(marker)
-        for new, old in zip(out, items, strict=True):
-            if new is not old:
-                return out
-        return value

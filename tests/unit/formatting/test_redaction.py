@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kafkalog import ConfigError, KafkaHandler
 from kafkalog.config import HandlerConfig
 from kafkalog.context import bound
-from kafkalog.formatting.formatter import JsonFormatter
+from kafkalog.formatting import JsonFormatter
 from kafkalog.formatting.redaction import DEFAULT_REDACT_KEYS, MASK, Redactor
 from kafkalog.testing import MemoryTransport
 

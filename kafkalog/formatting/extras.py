@@ -1,0 +1,91 @@
+"""The caller's own fields in a record: ``extra=`` attributes and fields bound with
+:mod:`kafkalog.context`, added after the schema's fields without ever overwriting one, and
+masked by the redactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from kafkalog.formatting.redaction import LEAF_TYPES, Redactor
+from kafkalog.formatting.sanitize import sanitize_key
+from kafkalog.formatting.schema import STD_ATTRS
+
+__all__ = ["add_bound", "add_extras"]
+
+# Extra values of these exact types can never make orjson fail or silently emit
+# null, so records carrying only such extras skip the inf/NaN re-check.
+_SIMPLE_TYPES: Final = frozenset({str, int, bool, type(None)})
+
+
+def add_extras(
+    d: dict[str, Any],
+    items: list[tuple[Any, Any]],
+    reserved: frozenset[str],
+    redact: Redactor | None,
+) -> bool:
+    """Add the extras among a record's ``items`` (attribute name, value) to ``d``.
+
+    A name in ``reserved`` (core and static fields) or already in ``d`` is written as
+    ``extra_<name>``, prefixed again while that is taken too. Returns whether orjson's output
+    must be checked for an inf/NaN written as null.
+    """
+    if redact is not None:
+        decided, field = redact.decided, redact.field
+    recheck = False
+    for key, value in items:
+        if key in STD_ATTRS:
+            continue
+        name = key if type(key) is str else sanitize_key(key)
+        # Never overwrite a core/static field or an earlier extra.
+        while name in reserved or name in d:
+            name = "extra_" + name
+        # The recheck below looks at the original value: masking only removes inf/NaN.
+        if redact is None:
+            d[name] = value
+        elif type(value) in LEAF_TYPES and type(key) is str and decided(key) is False:
+            # What field() returns for a value that holds no keys, under a key already
+            # known not to match: the common flat extra skips that call.
+            d[name] = value
+        else:
+            d[name] = field(key, value)
+        t = type(value)
+        if t not in _SIMPLE_TYPES and not recheck:
+            # Finite floats are safe; anything else may hide an inf/NaN
+            # that orjson would silently write as null.
+            recheck = t is not float or value - value != 0.0
+    return recheck
+
+
+def add_bound(
+    d: dict[str, Any],
+    bound: dict[str, Any],
+    reserved: frozenset[str],
+    redact: Redactor | None,
+) -> bool:
+    """Add the fields bound with :mod:`kafkalog.context`, after the extras.
+
+    They lose every clash: a name held by a core, static or extra field keeps its value,
+    and the bound one is written as ``extra_<name>`` - unless it equals what is already
+    there (say, the same request id bound and passed as an extra), which is not repeated.
+    Returns whether orjson's output must be checked, as :func:`add_extras` does.
+    """
+    recheck = False
+    for key, raw in bound.items():
+        # Masked before the comparison, so a secret both bound and passed as an extra
+        # compares equal to the masked extra and is written once.
+        value = raw if redact is None else redact.field(key, raw)
+        name = key
+        if name in d:
+            try:
+                if d[name] is value or bool(d[name] == value):
+                    continue
+            except Exception:  # a user's __eq__ may raise: keep both then
+                pass
+        while name in reserved or name in d:
+            name = "extra_" + name
+        d[name] = value
+        t = type(value)
+        if t not in _SIMPLE_TYPES and not recheck:
+            recheck = t is not float or value - value != 0.0  # same rule as add_extras
+    return recheck
