@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from kafkalog.config import formatting, pipeline, spill, transport
-from kafkalog.config.formatting import SCHEMAS, KeyFunc
+from kafkalog.config.formatting import KeyFunc
 from kafkalog.config.pipeline import OVERFLOW_POLICIES, OverflowPolicy
 from kafkalog.config.spill import AUTO_SPILL_DIR, SPILL_FSYNC_POLICIES, SPILL_FULL_POLICIES
 from kafkalog.config.transport import (
@@ -38,6 +38,7 @@ from kafkalog.config.transport import (
 from kafkalog.config.values import topic, unknown_option, validate
 from kafkalog.errors import ConfigError, InvariantError
 from kafkalog.formatting.redaction import DEFAULT_REDACT_KEYS
+from kafkalog.formatting.schema import SCHEMAS
 
 __all__ = [
     "AUTO_SPILL_DIR",

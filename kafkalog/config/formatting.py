@@ -13,11 +13,10 @@ from typing import Any
 from kafkalog.config.values import Validator, at_least, level, mapping, one_of
 from kafkalog.errors import ConfigError
 from kafkalog.formatting.redaction import key_words
+from kafkalog.formatting.schema import SCHEMAS
 
 KeyFunc = Callable[[logging.LogRecord], str | bytes | None]
 
-# TODO(lead): import from kafkalog.formatting once merged
-SCHEMAS: tuple[str, ...] = ("default", "ecs")
 
 
 def _key(name: str, value: Any) -> str | KeyFunc | None:
