@@ -29,7 +29,7 @@ def check_transport_config(config: PipelineConfig) -> None:
     """
     if config.transport == "confluent":
         # Imported only when chosen: confluent-kafka is an optional extra.
-        from kafkalog.transports.confluent import (  # noqa: PLC0415
+        from kafkalog.transports.confluent_config import (  # noqa: PLC0415
             check_producer_config as check_confluent,
         )
 

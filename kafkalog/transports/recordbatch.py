@@ -11,7 +11,7 @@ A record in a v2 batch (https://kafka.apache.org/documentation/#record) is: its 
 attributes (always 0), timestamp delta, offset delta, key length and key, value length and
 value, and the header count; every integer is a zigzag varint. This module knows nothing of
 kafka-python: it only produces bytes, which the transport checks against kafka-python's own
-encoder before using them (see ``kafkalog.transports.kafka_python``).
+encoder before using them (see ``kafkalog.transports.bulk``).
 """
 
 from __future__ import annotations

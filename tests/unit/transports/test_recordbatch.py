@@ -1,4 +1,5 @@
-"""kafkalog's one-pass record-batch encoder against kafka-python's own, byte for byte."""
+"""kafkalog's one-pass record-batch encoder against kafka-python's own, byte for byte, and the
+whole-batch hand-off (kafkalog.transports.bulk) that puts its batches into kafka-python."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from kafka.partitioner.default import DefaultPartitioner
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from kafkalog.transports.kafka_python import _bulk_supported, _bulk_usable, _fill, _runs
+from kafkalog.transports.bulk import Positions, bulk_supported, bulk_usable, fill, unkeyed_runs
+from kafkalog.transports.kafka_python import classify
 from kafkalog.transports.recordbatch import BATCH_HEADER_BYTES, encode_chunks, varint
 
 Record = tuple[bytes, "bytes | None"]
@@ -74,7 +76,7 @@ def test_filled_batch_reads_back_as_the_records() -> None:
     records: list[Record] = [(b'{"i":%d}' % i, None if i % 3 else b"key-%d" % i) for i in range(50)]
     [(count, body)] = encode_chunks(records, 1 << 20)
     builder = MemoryRecordsBuilder(2, 0, 1 << 20)
-    _fill(builder, count, body, 1_700_000_000_123)
+    fill(builder, count, body, 1_700_000_000_123)
     builder.close()
     [batch] = list(MemoryRecords(bytes(builder.buffer())))
     assert batch.validate_crc()
@@ -85,7 +87,7 @@ def test_filled_batch_reads_back_as_the_records() -> None:
 def test_installed_kafka_python_supports_the_bulk_path() -> None:
     # If a kafka-python upgrade changes its builder, this says so (the transport would then
     # fall back to per-record send(), correct but about 20x the CPU per record).
-    assert _bulk_supported()
+    assert bulk_supported()
 
 
 class FakeProducer:
@@ -96,13 +98,13 @@ class FakeProducer:
 
 
 def test_bulk_is_used_only_with_kafka_pythons_defaults() -> None:
-    assert _bulk_usable(FakeProducer())
-    assert not _bulk_usable(FakeProducer(partitioner=object()))
-    assert not _bulk_usable(FakeProducer(transactional_id="t"))
-    assert not _bulk_usable(FakeProducer(value_serializer=bytes))
+    assert bulk_usable(FakeProducer())
+    assert not bulk_usable(FakeProducer(partitioner=object()))
+    assert not bulk_usable(FakeProducer(transactional_id="t"))
+    assert not bulk_usable(FakeProducer(value_serializer=bytes))
     old = FakeProducer()
     old._accumulator.config = {"message_version": 1}
-    assert not _bulk_usable(old)
+    assert not bulk_usable(old)
 
 
 class FakeBatchFuture:
@@ -124,10 +126,9 @@ def test_records_of_a_split_batch_keep_their_own_results() -> None:
     from kafka.errors import MessageSizeTooLargeError  # noqa: PLC0415
 
     from kafkalog.errors import TransportError  # noqa: PLC0415
-    from kafkalog.transports.kafka_python import _Positions, classify  # noqa: PLC0415
 
     original = FakeBatchFuture()
-    positions = _Positions(original, 4)
+    positions = Positions(original, 4)
     first, second = FakeBatchFuture(), FakeBatchFuture()
     # kafka-python's split moves records 0-1 to one new batch and 2-3 to another.
     for k in range(4):
@@ -148,10 +149,8 @@ def test_records_of_a_split_batch_keep_their_own_results() -> None:
 
 
 def test_an_unsplit_batch_is_settled_by_its_one_future() -> None:
-    from kafkalog.transports.kafka_python import _Positions, classify  # noqa: PLC0415
-
     future = FakeBatchFuture()
-    positions = _Positions(future, 3)
+    positions = Positions(future, 3)
     results = positions.results(classify)
     assert results is not None and all(r is not None and r.retriable for r in results)
     future.ok()
@@ -167,7 +166,7 @@ def test_unkeyed_runs_cover_every_position_once_in_order(
 ) -> None:
     every = list(range(len(records)))
     positions = data.draw(st.sampled_from([every, every[::2]]))
-    runs = _runs(records, positions, run_bytes)
+    runs = unkeyed_runs(records, positions, run_bytes)
     assert [i for run in runs for i in run] == positions
     for run in runs:
         assert run
