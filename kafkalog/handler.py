@@ -18,7 +18,6 @@ from kafkalog.diagnostics import LOGGER_NAME
 from kafkalog.errors import ConfigError
 from kafkalog.formatting import JsonFormatter
 from kafkalog.pipeline import Pipeline, TransportFactory
-from kafkalog.transports import check_transport_config
 
 _get_ident = threading.get_ident
 
@@ -71,14 +70,7 @@ class KafkaHandler(logging.Handler):
         # Everything that can refuse the options runs before logging.Handler.__init__, which
         # registers the handler with logging: a half-built one would be flushed and closed by
         # logging.shutdown() at exit (and by dictConfig), and fail there.
-        if config is None:
-            if topic is not None:
-                options["topic"] = topic
-            config = HandlerConfig.from_options(options)
-        elif topic is not None or options:
-            raise ConfigError("config", "give either config= or individual options, not both")
-        if transport_factory is None:
-            check_transport_config(config)  # codec packages, producer_config
+        config = HandlerConfig.given(config, topic, options)
         self.config = config
         try:
             self._json = JsonFormatter(
@@ -89,6 +81,13 @@ class KafkaHandler(logging.Handler):
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError("static_fields", str(exc)) from None
+        # Checks what the transport needs (codec packages, producer_config) before it exists.
+        self.pipeline = Pipeline(
+            config=config,
+            transport_factory=transport_factory,
+            on_fork=self._reset_after_fork,
+        )
+        self._submit = self.pipeline.submit
         super().__init__(level)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
@@ -96,12 +95,6 @@ class KafkaHandler(logging.Handler):
         self._sync_timeout_s = config.sync_timeout_ms / 1000
         self._reentrant = 0
         self._emitting: set[int] = set()
-        self.pipeline = Pipeline(
-            config=config,
-            transport_factory=transport_factory,
-            on_fork=self._reset_after_fork,
-        )
-        self._submit = self.pipeline.submit
 
     def _max_value_bytes(self) -> int:
         return self.config.max_request_size - RECORD_OVERHEAD_BYTES

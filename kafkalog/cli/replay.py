@@ -95,7 +95,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
                 store.close()
                 console.print(f"[red]{exc}[/red]")
                 return EXIT_USAGE
-            sender = ConfirmedSender(build_transport(config), WorkerCounters(), topic=target,
+            sender = ConfirmedSender(transport=build_transport(config),
+                                     counters=WorkerCounters(), topic=target,
                                      request_timeout_s=timeout_s, spill=store)
             total = store.pending_records()
             task = progress.add_task(f"{source_topic} -> {target}", total=total, bytes=0,

@@ -129,6 +129,20 @@ class PipelineConfig:
         return spill.spill_path(self.spill_dir, self.app_name, self.topic)
 
     @classmethod
+    def given(
+        cls: type[_Config], config: _Config | None, topic: str | None, options: dict[str, Any]
+    ) -> _Config:
+        """``config`` if given, else one built from ``topic`` and ``options`` (not both):
+        what a constructor taking ``config=`` or individual options does with them."""
+        if config is None:
+            if topic is not None:
+                options["topic"] = topic
+            return cls.from_options(options)
+        if topic is not None or options:
+            raise ConfigError("config", "give either config= or individual options, not both")
+        return config
+
+    @classmethod
     def from_options(cls: type[_Config], options: Mapping[str, Any]) -> _Config:
         """Validate ``options`` (strings and numbers as found in config files) into a config."""
         known = {f.name for f in dataclasses.fields(cls)}

@@ -16,7 +16,6 @@ from typing import Any
 
 from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import RateLimitedWarnings
-from kafkalog.errors import ConfigError
 from kafkalog.pipeline import lifecycle
 from kafkalog.pipeline.counters import WorkerCounters
 from kafkalog.pipeline.outcome import Outcome, OutcomeCallback, OutcomeLedger, runs
@@ -61,12 +60,7 @@ class Pipeline:
         on_fork: Callable[[], None] | None = None,
         **options: Any,
     ) -> None:
-        if config is None:
-            if topic is not None:
-                options["topic"] = topic
-            config = PipelineConfig.from_options(options)
-        elif topic is not None or options:
-            raise ConfigError("config", "give either config= or individual options, not both")
+        config = PipelineConfig.given(config, topic, options)
         if transport_factory is None:
             check_transport_config(config)  # codec packages, producer_config
         self.config = config
@@ -106,8 +100,8 @@ class Pipeline:
         )
         self._transport = self._transport_factory(config, lifecycle.keep_exit_hook_first)
         self._sender = ConfirmedSender(
-            self._transport,
-            WorkerCounters(),
+            transport=self._transport,
+            counters=WorkerCounters(),
             topic=config.topic,
             request_timeout_s=config.request_timeout_ms / 1000,
             dead_letter_topic=config.dead_letter_topic,

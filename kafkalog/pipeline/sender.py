@@ -7,6 +7,7 @@ good (dead-letter topic, else dead-letter segment) instead of dropping it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
@@ -17,29 +18,19 @@ from kafkalog.spill import SpillRecord, SpillStore
 from kafkalog.transports import Transport
 
 
+@dataclasses.dataclass(kw_only=True)
 class ConfirmedSender:
-    """Sends batches of records for one topic and keeps their refusals."""
+    """Sends batches of records for ``topic`` and keeps their refusals."""
 
-    def __init__(
-        self,
-        transport: Transport,
-        counters: WorkerCounters,
-        *,
-        topic: str,
-        request_timeout_s: float,
-        dead_letter_topic: str | None = None,
-        spill: SpillStore | None = None,
-        warnings: RateLimitedWarnings | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.transport = transport
-        self.counters = counters
-        self.topic = topic
-        self._request_timeout_s = request_timeout_s
-        self._dead_letter_topic = dead_letter_topic
-        self._spill = spill
-        self._warnings = warnings or RateLimitedWarnings()
-        self._clock = clock
+    transport: Transport
+    counters: WorkerCounters
+    topic: str
+    request_timeout_s: float
+    dead_letter_topic: str | None = None
+    #: Where refused records go without a dead-letter topic (a dead-letter segment).
+    spill: SpillStore | None = None
+    warnings: RateLimitedWarnings = dataclasses.field(default_factory=RateLimitedWarnings)
+    clock: Callable[[], float] = time.monotonic
 
     def send(
         self, records: Sequence[SpillRecord], timeout_s: float
@@ -51,15 +42,15 @@ class ConfirmedSender:
         record that shared a batch with the culprit proves nothing. The transport starts a new
         client after any failure, so each re-send here is clean.
         """
-        started = self._clock()
+        started = self.clock()
         results = self.transport.send(records, timeout_s)
-        self.counters.send_latencies.observe(self._clock() - started)
+        self.counters.send_latencies.observe(self.clock() - started)
         self.counters.batch_sizes.observe(len(records))
         if results.count(None) == len(results):
             return results
         for i, err in enumerate(results):
             if err is not None and not err.retriable:
-                results[i] = self.transport.send([records[i]], self._request_timeout_s)[0]
+                results[i] = self.transport.send([records[i]], self.request_timeout_s)[0]
         return results
 
     def dead_letter(self, records: list[SpillRecord], err: TransportError) -> list[bool]:
@@ -69,27 +60,27 @@ class ConfirmedSender:
         dead-letter segment beside the spill. Returns, per record, whether it was kept; the
         ones that were not are counted: in ``failed``, or by the spill store (``spill_dropped``).
         """
-        self._warnings.warn(
+        self.warnings.warn(
             f"dead:{err.cause_name}",
             "Kafka refused %d record(s) for topic %r (%s); sending them to the dead-letter %s",
             len(records),
             self.topic,
             err,
-            self._dead_letter_topic or "segment",
+            self.dead_letter_topic or "segment",
         )
         self.counters.dead_lettered += len(records)
         kept = [False] * len(records)
         left = list(range(len(records)))
-        if self._dead_letter_topic is not None:
+        if self.dead_letter_topic is not None:
             results = self.transport.send(
-                records, self._request_timeout_s, topic=self._dead_letter_topic
+                records, self.request_timeout_s, topic=self.dead_letter_topic
             )
             left = [i for i in left if results[i] is not None]
             for i, result in enumerate(results):
                 kept[i] = result is None
-        if left and self._spill is not None:
+        if left and self.spill is not None:
             # (The store counts what it cannot write, in spill_dropped.)
-            if self._spill.append([records[i] for i in left], dead_letter=True) == len(left):
+            if self.spill.append([records[i] for i in left], dead_letter=True) == len(left):
                 for i in left:
                     kept[i] = True
             return kept
@@ -101,7 +92,7 @@ class ConfirmedSender:
         if count <= 0:
             return
         self.counters.failed += count
-        self._warnings.warn(
+        self.warnings.warn(
             f"failed:{err.cause_name}",
             "lost %d record(s) for topic %r: %s",
             count,

@@ -84,11 +84,13 @@ def test_an_outage_spills_durably_then_replays_in_order(
     after = pipeline.submit(b'{"seq":1500}', b"k")
     assert pipeline.flush(90)
     assert outcomes.wait_count(after)
-    assert outcomes.final[after] is Outcome.DELIVERED
+    # Queued behind the spill while it replays, or sent directly once it is empty: either is
+    # a final outcome (a spilled record is not reported again when it is replayed).
+    assert outcomes.final[after] in (Outcome.SPILLED, Outcome.DELIVERED)
     seqs = [orjson.loads(r.value)["seq"]
             for r in consume(fresh_broker.bootstrap, topic, 1501, timeout_s=90)]
     assert seqs == list(range(1501)), "replayed oldest first, in order, before newer records"
-    assert pipeline.stats()["replayed"] == 1500
+    assert pipeline.stats()["replayed"] >= 1500
     pipeline.close()
     assert not list((tmp_path / "spill").glob("*.seg"))
 
