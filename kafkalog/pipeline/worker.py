@@ -17,15 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_delay,
-    stop_any,
-    wait_exponential_jitter,
-)
-from tenacity.stop import stop_base
+from tenacity import RetryCallState
 
 from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
@@ -34,6 +26,7 @@ from kafkalog.pipeline.counters import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
 from kafkalog.pipeline.outcome import Outcome, OutcomeLedger, runs
 from kafkalog.pipeline.queue import Entry, RecordQueue
 from kafkalog.pipeline.replay import replay_once
+from kafkalog.pipeline.retry import retry_policies
 from kafkalog.pipeline.sender import ConfirmedSender
 from kafkalog.spill import SpillStore
 
@@ -41,20 +34,6 @@ from kafkalog.spill import SpillStore
 IDLE_WAIT_S = 1.0
 # How often a worker with a spill store looks for segments of dead writers to adopt.
 ADOPT_INTERVAL_S = 30.0
-
-
-class _StopAtDeadline(stop_base):
-    """Stop retrying once the worker is aborted or past its stop deadline."""
-
-    def __init__(self, past_deadline: Callable[[], bool]) -> None:
-        self._past_deadline = past_deadline
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self._past_deadline()
-
-
-def _is_retriable(exc: BaseException) -> bool:
-    return isinstance(exc, TransportError) and exc.retriable
 
 
 class BatchWorker:
@@ -93,35 +72,13 @@ class BatchWorker:
         self._stop_deadline = float("inf")
         self._flush_target = 0
         self._next_adopt = 0.0
-        in_memory_s = self._delivery_timeout_s
-        if spill is not None:
-            in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
-        backoff = wait_exponential_jitter(
-            multiplier=config.retry_backoff_ms / 1000,
-            max=config.retry_backoff_max_ms / 1000,
-            jitter=config.retry_backoff_ms / 1000,
-        )
-        retry = retry_if_exception(_is_retriable)
-        self._retrying = Retrying(
-            retry=retry,
-            stop=stop_any(stop_after_delay(in_memory_s), _StopAtDeadline(self._past_deadline)),
-            wait=backoff,
+        self._retrying, self._replay_retrying = retry_policies(
+            config,
+            with_spill=spill is not None,
+            past_deadline=self._past_deadline,
             sleep=self._sleep,
+            sleep_replaying=self._sleep_spilling,
             before_sleep=self._count_retry,
-            reraise=True,
-        )
-        # Replay retries until it succeeds or the worker stops; while it backs off, new records
-        # keep moving from the queue to the spill.
-        # While closing, replay goes on until the stop deadline (close_timeout_ms): a broker
-        # that has just come back is often still being connected to at that moment, and
-        # giving up early would leave records on disk that this process could have sent.
-        self._replay_retrying = Retrying(
-            retry=retry,
-            stop=_StopAtDeadline(self._past_deadline),
-            wait=backoff,
-            sleep=self._sleep_spilling,
-            before_sleep=self._count_retry,
-            reraise=True,
         )
 
     # -- control, from other threads -----------------------------------------------------------

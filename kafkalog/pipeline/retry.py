@@ -1,0 +1,83 @@
+"""The worker's two retry policies, built with tenacity: exponential backoff with jitter,
+capped at ``retry_backoff_max_ms``, retrying only errors whose type says they are retriable.
+
+- **In memory**, a batch is retried for ``spill_after_ms`` (``delivery_timeout_ms`` without a
+  spill), then given up to the spill.
+- **Replay** of the spill is retried until it succeeds or the worker is past its stop
+  deadline: while closing it goes on until ``close_timeout_ms``, because a broker that has
+  just come back is often still being connected to, and giving up early would leave records
+  on disk that this process could have sent.
+
+Both stop at once when the worker is aborted; their sleeps are the worker's, which wait on an
+Event (so that ``close()`` interrupts them) and, during replay, keep moving new records to
+the spill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from kafkalog.config import PipelineConfig
+from kafkalog.errors import TransportError
+
+
+class _StopAtDeadline(stop_base):
+    """Stop retrying once the worker is aborted or past its stop deadline."""
+
+    def __init__(self, past_deadline: Callable[[], bool]) -> None:
+        self._past_deadline = past_deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._past_deadline()
+
+
+def _is_retriable(exc: BaseException) -> bool:
+    return isinstance(exc, TransportError) and exc.retriable
+
+
+def retry_policies(
+    config: PipelineConfig,
+    *,
+    with_spill: bool,
+    past_deadline: Callable[[], bool],
+    sleep: Callable[[float], None],
+    sleep_replaying: Callable[[float], None],
+    before_sleep: Callable[[RetryCallState], None],
+) -> tuple[Retrying, Retrying]:
+    """The (in-memory, replay) retry policies for a worker with ``config``."""
+    in_memory_s = config.delivery_timeout_ms / 1000
+    if with_spill:
+        in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
+    backoff = wait_exponential_jitter(
+        multiplier=config.retry_backoff_ms / 1000,
+        max=config.retry_backoff_max_ms / 1000,
+        jitter=config.retry_backoff_ms / 1000,
+    )
+    retry = retry_if_exception(_is_retriable)
+    in_memory = Retrying(
+        retry=retry,
+        stop=stop_any(stop_after_delay(in_memory_s), _StopAtDeadline(past_deadline)),
+        wait=backoff,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    replay = Retrying(
+        retry=retry,
+        stop=_StopAtDeadline(past_deadline),
+        wait=backoff,
+        sleep=sleep_replaying,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return in_memory, replay
