@@ -158,8 +158,8 @@ class Pipeline:
             return True
         self._worker.request_flush(number)
         wait_s = self._close_timeout_s if timeout_s is None else max(0.0, timeout_s)
-        if lifecycle.holding_logging_lock():
-            wait_s = 0.0
+        if lifecycle.holding_logging_lock() or (self._closed and not self._worker.alive):
+            wait_s = 0.0  # (after close: what the worker left unresolved stays so)
         return self._ledger.wait(number, wait_s)
 
     def flush(self, timeout: float | None = None) -> bool:
