@@ -41,7 +41,7 @@ from kafkalog.spill import (
     read_segment,
     scan_frames,
 )
-from kafkalog.spill import store as spill
+from kafkalog.spill import writer as spill
 
 PACKAGE_ROOT = Path(spill.__file__).resolve().parents[2]  # children import this kafkalog
 TOPIC = "app.logs"
@@ -110,12 +110,13 @@ def simulate_death(store: SpillStore) -> None:
     That releases its own flock and the locks of the dead writers it had adopted; nothing on
     disk changes. The store object must not be used afterwards.
     """
-    fds = {store._fd, store._lock_fd, *(seg.adopted_lock for seg in store._pending)}
+    writer = store._writer
+    fds = {writer._fd, writer._lock_fd, *(seg.adopted_lock for seg in store._segments)}
     for fd in fds:
         if fd is not None:
             os.close(fd)
-    store._fd = store._lock_fd = None
-    for seg in store._pending:
+    writer._fd = writer._lock_fd = None
+    for seg in store._segments:
         seg.adopted_lock = None
 
 
@@ -1013,7 +1014,7 @@ def test_a_corrupt_header_is_counted_once_and_the_other_segments_still_replay(
     records = [rec(i, 400) for i in range(30)]
     for r in records:
         store.append([r])
-    store._roll()  # seal the active segment (read_batch would do it too)
+    store._writer.seal()  # seal the active segment (read_batch would do it too)
     segments = segments_on_disk(spill_dir)
     assert len(segments) >= 3
     first = segments[0][0]
