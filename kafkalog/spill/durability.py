@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 # What the listener hears of lost records: (tag, count, after_durable).
@@ -37,11 +38,12 @@ class SpillListener(Protocol):
 class DurabilityTracker:
     """The appends not yet covered by an fsync, and the notices queued for the listener.
 
-    Not thread-safe: the store calls it with its lock held, and hands the notices to the
-    listener after releasing the lock.
+    Not thread-safe: the store calls it with its lock held, except :meth:`notify`, which
+    takes that lock itself to call the listener outside it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, listener: SpillListener | None) -> None:
+        self._listener = listener
         self.written = 0  # records written to replay segments, ever
         # The appends not yet covered by an fsync: (``written`` as it stood after the
         # append, its tag, its record count).
@@ -97,20 +99,19 @@ class DurabilityTracker:
         if untagged > 0:  # adopted from a dead writer, or appended without a tag
             self._lost_notices.append((None, untagged, True))
 
-    def has_notices(self) -> bool:
-        """Whether the listener has anything to hear (may be read without the lock)."""
-        return bool(self._lost_notices or self._durable_notices)
-
-    def take_notices(self) -> tuple[list[LostNotice], list[Sequence[int]]]:
-        """The queued notices, losses first, then durable tags; the queues start empty."""
-        lost, self._lost_notices = self._lost_notices, []
-        durable, self._durable_notices = self._durable_notices, []
-        return lost, durable
-
-
-def tell(listener: SpillListener, lost: list[LostNotice], durable: list[Sequence[int]]) -> None:
-    """Hand ``listener`` the notices :meth:`DurabilityTracker.take_notices` returned."""
-    for tag, count, after_durable in lost:
-        listener.spill_lost(tag, count, after_durable=after_durable)
-    for tag in durable:
-        listener.spill_durable(tag)
+    def notify(self, lock: AbstractContextManager[object]) -> None:
+        """Tell the listener what the last calls found out: losses first, then durable tags.
+        The queues are taken under ``lock`` (the store's); the listener is called without it.
+        """
+        if not (self._lost_notices or self._durable_notices):
+            return  # read without the lock: a notice added meanwhile goes with the next call
+        with lock:
+            lost, self._lost_notices = self._lost_notices, []
+            durable, self._durable_notices = self._durable_notices, []
+        listener = self._listener
+        if listener is None:
+            return
+        for tag, count, after_durable in lost:
+            listener.spill_lost(tag, count, after_durable=after_durable)
+        for tag in durable:
+            listener.spill_durable(tag)

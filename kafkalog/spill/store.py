@@ -19,7 +19,7 @@ from pathlib import Path
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.errors import InvariantError
 from kafkalog.spill.adoption import find_orphans
-from kafkalog.spill.durability import DurabilityTracker, SpillListener, tell
+from kafkalog.spill.durability import DurabilityTracker, SpillListener
 from kafkalog.spill.files import fsync_and_close, warn_unsafe
 from kafkalog.spill.format import SpillRecord, encode_frames
 from kafkalog.spill.segments import (
@@ -56,7 +56,6 @@ class SpillStore:
         listener: SpillListener | None = None,
     ) -> None:
         self.directory = directory
-        self._listener = listener
         self.topic = topic
         self._fsync = fsync
         self._fsync_interval_s = fsync_interval_s
@@ -71,9 +70,7 @@ class SpillStore:
             self._writer, self._warnings, on_corrupt=self._count_corrupt,
             on_unsafe=self._count_unsafe,
         )
-        self._durability = DurabilityTracker()
-        # A segment number kept free for records older than the ones appended after it.
-        self._slot: int | None = None
+        self._durability = DurabilityTracker(listener)
         self._last_sync = clock()
         self.spilled = 0  # durable: covered by a successful fsync (see SpillListener)
         self.replayed = 0
@@ -99,8 +96,7 @@ class SpillStore:
 
     def has_pending(self) -> bool:
         """True while any segment holds records that are not acknowledged."""
-        with self._lock:
-            return self._segments.pending_records() > 0
+        return self.pending_records() > 0
 
     def pending_bytes(self) -> int:
         """Bytes of the segments still on disk."""
@@ -153,9 +149,8 @@ class SpillStore:
         if tag is not None and len(tag) != len(records):
             raise InvariantError(f"spill tag {tag!r} does not match {len(records)} record(s)")
         with self._lock:
-            slot = self._slot
-            if into_slot and slot is not None:
-                self._slot = None
+            slot = self._writer.take_slot() if into_slot else None
+            if slot is not None:
                 segment = self._append_to_slot(slot, frames, len(records))
             else:
                 segment = self._append_frames(frames, len(records))
@@ -170,17 +165,8 @@ class SpillStore:
             self._sync_sealed()  # a segment sealed by this append is synced, outside the lock
         if segment is not None and sync:
             self.maybe_sync()
-        self._notify()
+        self._durability.notify(self._lock)
         return 0 if segment is None else len(records)
-
-    def _notify(self) -> None:
-        """Tell the listener, outside the lock, what the last calls found out."""
-        if not self._durability.has_notices():
-            return  # read without the lock: a notice added meanwhile goes with the next call
-        with self._lock:
-            lost, durable = self._durability.take_notices()
-        if self._listener is not None:
-            tell(self._listener, lost, durable)
 
     def _make_room(self, size: int, count: int) -> bool:
         """With the lock held: drop old segments (policy permitting) until ``size`` more
@@ -228,13 +214,12 @@ class SpillStore:
         delivered. Cheap, for the application's thread: no fsync here.
         """
         with self._lock:
-            if self._slot is None:
-                self._slot = self._writer.reserve()
+            self._writer.reserve_slot()
 
     def release_slot(self) -> None:
         """The batch the slot was kept for is resolved; an unused slot is just a gap."""
         with self._lock:
-            self._slot = None
+            self._writer.release_slot()
 
     def _append_to_slot(self, slot: int, frames: bytes, count: int) -> SpillSegment | None:
         """With the lock held: write the reserved segment ``slot`` and put it in its place.
@@ -308,7 +293,7 @@ class SpillStore:
             else:
                 for count in settled:
                     self._count_dropped(count, "fsync of spill segment failed")
-        self._notify()
+        self._durability.notify(self._lock)
 
     def _sync_sealed(self) -> None:
         """fsync and close the segments sealed since the last call (outside the lock).
@@ -396,7 +381,6 @@ class SpillStore:
         """In a forked child: drop the parent's files and lock without touching them."""
         self._writer.forget()
         self._segments.forget()
-        self._slot = None
         self._lock = threading.RLock()
 
     def counters(self) -> dict[str, int]:

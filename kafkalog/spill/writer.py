@@ -52,6 +52,7 @@ class SegmentWriter:
         # Sealed segments whose fsync is left to the next sync (see seal).
         self._unsynced_fds: list[int] = []
         self._seq = 0
+        self._slot: int | None = None  # a segment number kept free for older records
         self._dir_checked = False
 
     @property
@@ -115,14 +116,25 @@ class SegmentWriter:
         self._dirty = True
         return segment
 
-    def reserve(self) -> int:
-        """Seal the active segment and keep the next segment number free; that number."""
-        self.seal()
-        self._seq += 1
-        return self._seq
+    def reserve_slot(self) -> None:
+        """Seal the active segment and keep the next segment number free (see
+        :meth:`SpillStore.reserve_slot`); a slot already kept stays as it is."""
+        if self._slot is None:
+            self.seal()
+            self._seq += 1
+            self._slot = self._seq
+
+    def take_slot(self) -> int | None:
+        """The segment number kept free, if any, for :meth:`write_reserved`; no longer kept."""
+        slot, self._slot = self._slot, None
+        return slot
+
+    def release_slot(self) -> None:
+        """The slot is not needed: an unused segment number is just a gap."""
+        self._slot = None
 
     def write_reserved(self, seq: int, frames: bytes, count: int) -> SpillSegment:
-        """Write segment number ``seq`` (from :meth:`reserve`) holding ``frames`` (``count``
+        """Write segment number ``seq`` (from :meth:`take_slot`) holding ``frames`` (``count``
         records) in one go; it is sealed at once, its fsync left to the next sync."""
         self._open_lock()
         path = self.directory / segment_name(self.writer_id, seq)
@@ -190,3 +202,4 @@ class SegmentWriter:
         self._id = secrets.token_bytes(8)
         self.active = None
         self._seq = 0
+        self._slot = None
