@@ -11,7 +11,7 @@ import dataclasses
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import crc32c
@@ -32,6 +32,11 @@ SEGMENT_SUFFIX = ".seg"
 DEAD_LETTER_SUFFIX = ".dead"
 LOCK_SUFFIX = ".lock"
 NAME_RE = re.compile(r"^(?P<writer>[0-9a-f]{16})-(?P<seq>\d{10})(?P<suffix>\.seg|\.dead)$")
+
+
+def segment_name(writer: str, seq: int, suffix: str = SEGMENT_SUFFIX) -> str:
+    """The file name of ``writer``'s segment number ``seq`` (``NAME_RE`` parses it back)."""
+    return f"{writer}-{seq:010d}{suffix}"
 
 SpillRecord = tuple[bytes, "bytes | None"]
 
@@ -89,6 +94,11 @@ def encode_frame(payload: bytes) -> bytes:
     """``length | crc32c | payload | length``."""
     length = _LEN.pack(len(payload))
     return length + _CRC.pack(crc32c.crc32c(payload)) + payload + length
+
+
+def encode_frames(records: Iterable[SpillRecord]) -> bytes:
+    """``records`` as consecutive frames."""
+    return b"".join(encode_frame(encode_payload(v, k)) for v, k in records)
 
 
 def _frame_at(data: bytes, pos: int) -> int:

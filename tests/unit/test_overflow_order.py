@@ -19,7 +19,7 @@ import pytest
 
 from kafkalog import KafkaHandler
 from kafkalog.spill import SEGMENT_SUFFIX, SpillRecord, SpillStore, read_segment
-from kafkalog.spill import store as spill
+from kafkalog.spill import segments as spill
 from kafkalog.testing import MemoryTransport
 
 LOOP_BOUND = 10_000

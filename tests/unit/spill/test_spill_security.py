@@ -41,10 +41,11 @@ def drain(store: SpillStore) -> list[SpillRecord]:
 
 def kill(store: SpillStore) -> None:
     """What the kernel does to a dying writer's descriptors (its flock is released)."""
-    for fd in {store._fd, store._lock_fd}:
+    writer = store._writer
+    for fd in {writer._fd, writer._lock_fd}:
         if fd is not None:
             os.close(fd)
-    store._fd = store._lock_fd = None
+    writer._fd = writer._lock_fd = None
 
 
 def segment_name(writer: str = DEAD_WRITER, seq: int = 1) -> str:
@@ -159,7 +160,7 @@ def test_symlinks_named_like_a_dead_writers_segments_are_counted_warned_and_neve
     dead = make_store(directory)
     real = [(b"real-%d" % i, None) for i in range(3)]
     dead.append(real)
-    dead._roll()
+    dead._writer.seal()
     kill(dead)
     target = tmp_path / "elsewhere.seg"
     target.write_bytes(b"not yours")
@@ -203,7 +204,7 @@ def test_a_symlinked_lock_file_is_not_followed_and_its_segments_stay_put(
     directory.mkdir(mode=0o700)
     dead = make_store(directory)
     dead.append([(b"x", None)])
-    dead._roll()
+    dead._writer.seal()
     kill(dead)
     lock = directory / f"{dead.writer_id}{LOCK_SUFFIX}"
     lock.unlink()
@@ -223,13 +224,13 @@ def test_an_adopted_segment_swapped_for_a_symlink_is_counted_not_read(
     directory.mkdir(mode=0o700)
     dead = make_store(directory)
     dead.append([(b"x", None)])
-    dead._roll()
+    dead._writer.seal()
     kill(dead)
     store = make_store(directory)
     # Adopt without reading: the swap happens between listing and reading.
-    store._records_of = lambda segment: []  # type: ignore[method-assign]
+    store._segments._records_of = lambda segment: []  # type: ignore[method-assign]
     assert store.adopt_orphans() == 1
-    del store._records_of
+    del store._segments._records_of
     (path,) = directory.glob("*" + SEGMENT_SUFFIX)
     path.unlink()
     secret = tmp_path / "secret"
