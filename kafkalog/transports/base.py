@@ -75,7 +75,8 @@ class BaseTransport:
         self._interrupted.set()
 
     def _new_client(self) -> None:
-        """Tell the owner that a new client was built (it counts reconnections)."""
+        """Tell the owner that a new client was built (the pipeline keeps its exit hook ahead
+        of the one the client library registers)."""
         if self._on_new_client is not None:
             self._on_new_client()
 
