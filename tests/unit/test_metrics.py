@@ -206,3 +206,24 @@ def test_a_forked_child_reports_only_its_own_records(logger: logging.Logger) -> 
     os.waitpid(pid, 0)
     assert child_delivered == 1
     assert scrape(registry)[("kafkalog_delivered_total", "forked")] == 7
+
+
+def test_a_pipeline_of_its_own_is_followed_like_a_handler() -> None:
+    from kafkalog.pipeline import Pipeline  # noqa: PLC0415
+
+    registry = CollectorRegistry()
+    collector = register(registry=registry)  # every pipeline of the process, now and later
+    transport = MemoryTransport()
+    pipeline = Pipeline(topic="events", linger_ms=0, spill_dir=None,
+                        transport_factory=MemoryTransport.factory(transport))
+    for i in range(40):
+        pipeline.submit(b"%d" % i)
+    assert pipeline.flush(5.0)
+    got = scrape(registry)
+    assert got[("kafkalog_delivered_total", "events")] == 40
+    assert got[("kafkalog_handlers", "events")] == 1
+    pipeline.close()
+    got = scrape(registry)
+    assert got[("kafkalog_delivered_total", "events")] == 40, "a closed one's counts stay"
+    assert got[("kafkalog_handlers", "events")] == 0
+    unregister(collector, registry=registry)
