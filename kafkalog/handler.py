@@ -87,7 +87,7 @@ class KafkaHandler(logging.Handler):
             transport_factory=transport_factory,
             on_fork=self._reset_after_fork,
         )
-        self._submit = self.pipeline.submit
+        self._submit = self.pipeline._enqueue  # bytes by construction: no type check
         super().__init__(level)
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level

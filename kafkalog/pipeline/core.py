@@ -131,7 +131,20 @@ class Pipeline:
     def submit(self, value: bytes, key: bytes | None = None) -> int:
         """Queue one record; its number (from 1), or 0 if it was not accepted (queue full
         under ``drop_newest`` or ``block``, or the pipeline is closed: counted in ``dropped``).
+
+        Raises ``TypeError`` if ``value`` or ``key`` is not ``bytes``: the record is refused
+        here rather than failing on the worker thread, after the call returned.
         """
+        if type(value) is not bytes or (key is not None and type(key) is not bytes):
+            raise TypeError(
+                f"Pipeline.submit takes bytes (value {type(value).__name__}, "
+                f"key {type(key).__name__}); encode text first"
+            )
+        return self._enqueue(value, key)
+
+    def _enqueue(self, value: bytes, key: bytes | None = None) -> int:
+        """:meth:`submit` for callers that pass bytes by construction (the handler, whose
+        formatter and key function return bytes): one check less on every log call."""
         if self._closed:
             self._dropped_after_close += 1
             return 0

@@ -208,3 +208,16 @@ def test_a_failing_callback_does_not_stop_delivery() -> None:
     pipeline.close()
     assert len(transport.records) == 3
     assert sum(len(r) for r in seen) == 3
+
+
+def test_submit_refuses_what_is_not_bytes_at_once() -> None:
+    transport, outcomes = MemoryTransport(), Outcomes()
+    pipeline = make(transport, outcomes)
+    with pytest.raises(TypeError, match="takes bytes"):
+        pipeline.submit("text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="key str"):
+        pipeline.submit(b"v", "k")  # type: ignore[arg-type]
+    assert pipeline.accepted == 0
+    assert pipeline.submit(b"v", b"k") == 1
+    assert pipeline.flush(5.0)
+    pipeline.close()
