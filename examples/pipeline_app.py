@@ -24,6 +24,7 @@ import orjson
 from kafkalog.pipeline import Outcome, Pipeline
 
 BOOTSTRAP = os.environ.get("KAFKALOG_BOOTSTRAP_SERVERS") or "127.0.0.1:9092"
+TOPIC = os.environ.get("KAFKALOG_TOPIC") or "pipeline-events"
 EVENTS = 1000
 
 
@@ -35,7 +36,7 @@ def main() -> int:
         outcomes[outcome] += len(numbers)
 
     with tempfile.TemporaryDirectory(prefix="kafkalog-pipeline-") as spill_dir:
-        pipeline = Pipeline("pipeline-events", bootstrap_servers=BOOTSTRAP,
+        pipeline = Pipeline(TOPIC, bootstrap_servers=BOOTSTRAP,
                             spill_dir=spill_dir, on_outcome=on_outcome)
         last = 0
         for i in range(EVENTS):

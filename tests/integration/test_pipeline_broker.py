@@ -4,6 +4,8 @@ an outage with spill and replay, and a fork."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -141,3 +143,16 @@ def test_a_forked_child_has_its_own_pipeline_and_the_parent_keeps_its_records(
     got = sorted(orjson.loads(r.value) for r in consume(kafka_broker.bootstrap, topic, 3))
     assert got == ["child", "parent-after", "parent-before"], "each record exactly once"
     pipeline.close()
+
+
+def test_the_pipeline_example_delivers_every_event(kafka_broker: KafkaBroker) -> None:
+    topic = new_topic()
+    example = Path(__file__).resolve().parents[2] / "examples" / "pipeline_app.py"
+    env = {**os.environ, "KAFKALOG_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+           "KAFKALOG_TOPIC": topic}
+    done = subprocess.run([sys.executable, str(example)], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "{'delivered': 1000}" in done.stdout
+    events = [orjson.loads(r.value) for r in consume(kafka_broker.bootstrap, topic, 1000)]
+    assert sorted(e["n"] for e in events) == list(range(1000))
