@@ -14,8 +14,8 @@ from typing import Any
 
 from rich.console import Console
 
+from kafkalog.client import client_settings
 from kafkalog.config import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, HandlerConfig
-from kafkalog.transports.kafka_python import security_settings
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -112,7 +112,7 @@ def client_config(args: argparse.Namespace) -> dict[str, Any]:
     """Extra kafka-python client settings from the command line: the security options,
     validated like the handler's (a bad one raises :class:`~kafkalog.errors.ConfigError`)."""
     config = HandlerConfig.from_options({"topic": "kafkalog-cli", **security_options(args)})
-    return security_settings(config)
+    return dict(client_settings(config))
 
 
 def servers(text: str) -> list[str]:

@@ -27,6 +27,7 @@ from kafkalog.cli.common import (
     EXIT_USAGE,
     add_bootstrap,
     add_security,
+    positive_float,
     security_options,
     spill_dir_or_none,
 )
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_bootstrap(replay)
     replay.add_argument("--topic", help="send to this topic instead of each segment's own")
     add_security(replay)
-    replay.add_argument("--timeout", type=float, default=30.0,
+    replay.add_argument("--timeout", type=positive_float, default=30.0,
                         help="seconds to wait for Kafka per batch (default 30)")
     replay.add_argument("--transport", choices=TRANSPORTS, default="kafka-python",
                         help="the Kafka client to send with (default kafka-python; confluent "

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import orjson
 
-from kafkalog.spill.format import LOCK_SUFFIX, decode_header, iter_segments, read_segment
-
-# Enough for any header: the fixed part, a topic name (at most 65535 bytes) and the CRC.
-_HEADER_READ_BYTES = 70000
+from kafkalog.spill.format import LOCK_SUFFIX, header_of, iter_segments, read_segment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,13 +68,7 @@ def topics_in(directory: Path) -> list[str]:
     """
     topics: set[str] = set()
     for path, kind in iter_segments(directory):
-        if kind != "spill":
-            continue
-        try:
-            with open(path, "rb") as f:
-                header = decode_header(f.read(_HEADER_READ_BYTES))
-        except OSError:
-            continue
+        header = header_of(path) if kind == "spill" else None  # never follows a symlink
         if header is not None:
             topics.add(header.topic)
     return sorted(topics)

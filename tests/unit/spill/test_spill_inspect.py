@@ -97,6 +97,15 @@ def test_topics_are_those_of_the_spill_segments_sorted_once_each(spill_dir: Path
     assert topics_in(spill_dir) == ["app.logs", "orders"]
 
 
+def test_a_symlink_named_like_a_segment_is_not_followed_for_its_topic(
+    spill_dir: Path, tmp_path: Path
+) -> None:
+    elsewhere = dead_writer_segments(tmp_path / "elsewhere", "secret.topic", [b"1"])[0]
+    (spill_dir / f"{WRITER}-0000000009{SEGMENT_SUFFIX}").symlink_to(elsewhere)
+    dead_writer_segments(spill_dir, "orders", [b"2"])
+    assert topics_in(spill_dir) == ["orders"]
+
+
 def test_an_empty_directory_has_no_topics(spill_dir: Path) -> None:
     assert topics_in(spill_dir) == []
 
