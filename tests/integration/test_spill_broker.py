@@ -182,7 +182,8 @@ def test_without_a_dead_letter_topic_refused_records_stay_on_disk(
 
 
 def test_cli_replay_drains_a_dead_writers_spill(
-    fresh_broker: KafkaBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fresh_broker: KafkaBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    transport_name: str,
 ) -> None:
     topic = new_topic()
     spill = tmp_path / "spill"
@@ -195,14 +196,14 @@ def test_cli_replay_drains_a_dead_writers_spill(
 
     # Broker still down: a clear error, non-zero exit, nothing deleted.
     code = cli_main(["replay", "--spill-dir", str(spill), "--bootstrap-servers",
-                     fresh_broker.bootstrap, "--timeout", "2"])
+                     fresh_broker.bootstrap, "--timeout", "2", "--transport", transport_name])
     assert code != 0
     assert "cannot deliver to Kafka" in capsys.readouterr().err
     assert sum(r["records"] for r in spill_info(spill) if r["kind"] == "spill") == 300
 
     fresh_broker.start()
     code = cli_main(["replay", "--spill-dir", str(spill), "--bootstrap-servers",
-                     fresh_broker.bootstrap])
+                     fresh_broker.bootstrap, "--transport", transport_name])
     assert code == 0
     got = values(consume(fresh_broker.bootstrap, topic, 300))
     assert sorted(v["seq"] for v in got) == list(range(300))
