@@ -4,7 +4,8 @@
 ``kafkalog check --topic T`` tests a cluster step by step (:mod:`kafkalog.cli.check`);
 ``kafkalog spill-info DIR`` lists the segments of a spill directory
 (:mod:`kafkalog.cli.spill_info`); ``kafkalog replay --spill-dir DIR`` sends what dead writers
-left there (:mod:`kafkalog.cli.replay`).
+left there (:mod:`kafkalog.cli.replay`); ``kafkalog ship --path GLOB --topic T --state-dir
+DIR`` follows log files into Kafka (:mod:`kafkalog.cli.ship`).
 
 No Kafka client is imported by the CLI: the consumer and the probes live in
 :mod:`kafkalog.client`.
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from kafkalog.cli import check, replay, spill_info, tail
+from kafkalog.cli import check, replay, ship, spill_info, tail
 from kafkalog.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, client_config
 from kafkalog.errors import ConfigError
 
@@ -29,13 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kafkalog",
         description="Read kafkalog topics, check a Kafka setup, inspect and drain spill "
-                    "directories.",
+                    "directories, ship log files.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     tail.add_parser(sub)
     check.add_parser(sub)
     spill_info.add_parser(sub)
     replay.add_parser(sub)
+    ship.add_parser(sub)
     return parser
 
 
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     kafka_logger.propagate = False
     if args.command == "tail":
         return tail.run(args, Console(stderr=True, soft_wrap=True))
+    if args.command == "ship":
+        return ship.run(args, Console(stderr=True))
     console = Console(stderr=args.command == "replay", soft_wrap=args.command == "check")
     try:
         if args.command == "check":

@@ -1,0 +1,367 @@
+"""The file agent's loop: follow files, turn their lines into records, submit them to the
+delivery pipeline, and commit each file's offset only once the lines before it are resolved.
+
+Offsets are committed from the pipeline's resolved watermark: a file keeps, in order, the
+number the pipeline gave each record it submitted and the file offset just past that record's
+event. Once the watermark passes a number, every line before that offset was delivered,
+durably spilled, dead-lettered or dropped (and counted), so the offset can be committed. A
+partial last line or an unfinished multi-line event is never committed past.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kafkalog.diagnostics import RateLimitedWarnings, log
+from kafkalog.pipeline import Pipeline, TransportFactory
+from kafkalog.ship.config import InputConfig, ShipConfig
+from kafkalog.ship.discovery import Discovery
+from kafkalog.ship.files import FileId
+from kafkalog.ship.multiline import Event, Joiner
+from kafkalog.ship.parsers import Parser, parser_for
+from kafkalog.ship.record import RecordBuilder, source_id
+from kafkalog.ship.registry import FileState, Registry
+from kafkalog.ship.tracking import FileKey, Follow, open_tail
+
+# Bytes read from one file per turn of the loop, so that one busy file does not starve others.
+READ_CHUNK_BYTES = 1024 * 1024
+# How long the loop sleeps when no file had anything new.
+IDLE_POLL_S = 0.1
+# Room left in a request for the record batch header, the record header and the key (as the
+# handler leaves it).
+RECORD_OVERHEAD_BYTES = 1024
+
+
+@dataclasses.dataclass
+class _Input:
+    """An input's runtime parts: what finds its files and how their events become records."""
+
+    config: InputConfig
+    discovery: Discovery
+    parser: Parser
+    builder: RecordBuilder
+    pipeline: Pipeline
+
+
+class ShipAgent:
+    """Follows the files of every input and ships their lines through one pipeline per topic.
+
+    Not thread-safe: :meth:`run` is the loop; :meth:`request_reload` and the ``stop`` event
+    are how other threads (signal handlers) talk to it.
+    """
+
+    def __init__(
+        self,
+        config: ShipConfig,
+        *,
+        transport_factory: TransportFactory | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._transport_factory = transport_factory
+        self._clock = clock
+        self._wall = wall_clock
+        self._warnings = RateLimitedWarnings()
+        self._registry = Registry(config.state_dir, on_corrupt=config.registry_on_corrupt)
+        self._pipelines: dict[str, Pipeline] = {}
+        self._inputs: dict[str, _Input] = {}
+        self._follows: dict[FileKey, Follow] = {}
+        # Committed states of files not open now (inactive, or of inputs not configured now).
+        self._resting: dict[FileKey, FileState] = {}
+        self._reload_to: ShipConfig | None = None
+        self._first_start = True
+        self._dirty = False
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("lines", "events", "bytes", "refused", "truncations", "long_lines",
+             "files_opened", "files_closed", "registry_saves", "reloads"), 0)
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def _pipeline(self, topic: str) -> Pipeline:
+        pipeline = self._pipelines.get(topic)
+        if pipeline is None:
+            config = self._config.pipeline_config(topic)
+            pipeline = Pipeline(config=config, transport_factory=self._transport_factory)
+            self._pipelines[topic] = pipeline
+        return pipeline
+
+    def _build_inputs(self) -> None:
+        inputs: dict[str, _Input] = {}
+        for each in self._config.inputs:
+            pipeline = self._pipeline(each.topic)
+            max_bytes = pipeline.config.max_request_size - RECORD_OVERHEAD_BYTES
+            inputs[each.name] = _Input(
+                config=each,
+                discovery=Discovery(each.paths, each.exclude,
+                                    follow_symlinks=each.follow_symlinks),
+                parser=parser_for(each.format),
+                builder=RecordBuilder(schema=each.schema, static_fields=each.static_fields,
+                                      max_bytes=max_bytes),
+                pipeline=pipeline,
+            )
+        self._inputs = inputs
+
+    def _load_registry(self) -> None:
+        states = self._registry.load()
+        self._first_start = not states and self._registry.recovered_from_backup == 0
+        for state in states:
+            self._resting[(state.dev, state.ino)] = state
+
+    def request_reload(self, config: ShipConfig) -> None:
+        """Apply ``config`` at the next turn of the loop (from a SIGHUP handler)."""
+        self._reload_to = config
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Ship until ``stop`` is set, then stop cleanly: flush, spill what cannot go, commit."""
+        self._load_registry()
+        self._build_inputs()
+        next_scan = next_save = 0.0
+        try:
+            while not stop.is_set():
+                if self._reload_to is not None:
+                    self._reload(self._reload_to)
+                now = self._clock()
+                if now >= next_scan:
+                    self._scan()
+                    next_scan = now + self._config.scan_interval_ms / 1000
+                busy = self._read_all()
+                self._commit()
+                if now >= next_save:
+                    self._save()
+                    next_save = now + self._config.commit_interval_ms / 1000
+                self._close_finished()
+                if not busy:
+                    stop.wait(IDLE_POLL_S)
+        finally:
+            self._shutdown()
+
+    def _reload(self, config: ShipConfig) -> None:
+        """New inputs start being followed; removed ones stop, keeping their offsets."""
+        self._reload_to = None
+        self.counters["reloads"] += 1
+        self._config = dataclasses.replace(config, state_dir=self._config.state_dir)
+        wanted = {i.name: i for i in config.inputs}
+        for key, follow in list(self._follows.items()):
+            kept = wanted.get(follow.input_name)
+            if kept is None or kept != self._inputs[follow.input_name].config:
+                self._rest(key, follow)
+        self._build_inputs()
+        log.info("kafkalog ship: reloaded %s: %d input(s)", config.source, len(config.inputs))
+
+    def _scan(self) -> None:
+        """Find the files of every input; open new ones, notice rotations and deletions."""
+        seen: set[FileKey] = set()
+        for inp in self._inputs.values():
+            for path, fid in inp.discovery.scan().items():
+                key = (fid.dev, fid.ino)
+                seen.add(key)
+                follow = self._follows.get(key)
+                if follow is not None:
+                    if follow.tail.fid.same_file(fid):
+                        follow.renamed_to(path)
+                        continue
+                    self._forget(key, follow)  # the inode was reused: a new file
+                self._open(inp, path, fid)
+        for key, follow in self._follows.items():
+            follow.gone = key not in seen  # rotated away or deleted: drain, then close
+        self._first_start = False
+
+    def _open(self, inp: _Input, path: Path, fid: FileId) -> None:
+        key = (fid.dev, fid.ino)
+        if len(self._follows) >= self._config.max_open_files:
+            self._warnings.warn("max-open", "kafkalog ship: max_open_files (%d) reached; %s "
+                                "waits", self._config.max_open_files, path)
+            return
+        state = self._resting.get(key)
+        offset = 0
+        truncations = 0
+        if state is not None and FileId(state.dev, state.ino, state.head_hash,
+                                         state.head_len).same_file(fid):
+            offset, truncations = state.offset, state.truncations
+        elif state is None and self._first_start and inp.config.read_from == "tail":
+            offset = -1  # its current end: the tail of a file that existed at first start
+        tail = open_tail(path, offset=offset, input=inp.config.name,
+                         follow_symlinks=inp.config.follow_symlinks)
+        if tail is None:
+            return  # gone between the scan and the open
+        if state is not None and tail.read_offset == 0 and state.offset > 0:
+            log.info("kafkalog ship: %s is a new file in a reused inode; reading from 0", path)
+        self._resting.pop(key, None)
+        self._follows[key] = Follow(
+            tail=tail,
+            input_name=inp.config.name,
+            joiner=Joiner(inp.config.multiline,
+                          timeout_s=inp.config.multiline_timeout_ms / 1000,
+                          max_bytes=inp.builder.max_bytes),
+            source=source_id(inp.builder.host, fid.dev, fid.ino, fid.head_hash),
+            committed=tail.read_offset,
+            truncations=truncations,
+            last_data=self._clock(),
+        )
+        self.counters["files_opened"] += 1
+        self._dirty = True
+
+    def _read_all(self) -> bool:
+        """One turn over the open files; True if any had new lines."""
+        busy = False
+        for follow in list(self._follows.values()):
+            inp = self._inputs.get(follow.input_name)
+            if inp is None:
+                continue
+            if follow.backlog and not self._submit(inp, follow, follow.backlog):
+                continue  # the queue is still full: read nothing more from this file
+            lines = follow.tail.read_lines(READ_CHUNK_BYTES)
+            if not lines:
+                if follow.tail.check_truncated():
+                    self._truncated(follow)
+                events = follow.joiner.flush_due()
+                if events:
+                    self._submit(inp, follow, events)
+                continue
+            busy = True
+            follow.last_data = self._clock()
+            events: list[Event] = []
+            feed = follow.joiner.feed
+            nbytes = 0
+            for line, start, end in lines:
+                nbytes += end - start
+                events.extend(feed(line, start, end))
+            follow.fed_end = lines[-1][2]
+            self.counters["lines"] += len(lines)
+            self.counters["bytes"] += nbytes
+            if events:
+                self._submit(inp, follow, events)
+        return busy
+
+    def _submit(self, inp: _Input, follow: Follow, events: list[Event]) -> bool:
+        """Build and submit ``events`` in order; True if all were accepted. The rest wait in
+        the file's backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
+        tail = follow.tail
+        path = str(tail.path)
+        ino = tail.fid.ino
+        build = inp.builder.build
+        parse = inp.parser
+        submit = inp.pipeline.submit
+        key_name = inp.config.key
+        now = self._wall()
+        pending = follow.pending
+        for i, event in enumerate(events):
+            data = event.data
+            truncated = event.end - event.start > len(data) + 2
+            if truncated:
+                self.counters["long_lines"] += 1
+            parsed = parse(data.decode("utf-8", "replace"))
+            value = build(parsed, path=path, ino=ino, offset=event.start, source=follow.source,
+                          read_time=now, truncated=truncated)
+            key = None
+            if key_name is not None:
+                key = path.encode() if key_name == "path" else _field_key(parsed.fields,
+                                                                          key_name)
+            number = submit(value, key)
+            if not number:
+                follow.backlog = events[i:]
+                self.counters["refused"] += 1
+                return False
+            pending.append((number, event.end))
+        follow.backlog = []
+        self.counters["events"] += len(events)
+        return True
+
+    def _truncated(self, follow: Follow) -> None:
+        """copytruncate: the file is shorter than what was read; it starts again at 0."""
+        self.counters["truncations"] += 1
+        follow.truncations += 1
+        follow.pending.clear()  # offsets of the old content mean nothing now
+        follow.backlog = []
+        follow.joiner.flush()
+        follow.committed = follow.fed_end = 0
+        self._dirty = True
+        self._warnings.warn(f"truncated:{follow.tail.path}", "kafkalog ship: %s was truncated "
+                            "(copytruncate?); reading it again from the start",
+                            follow.tail.path)
+
+    def _commit(self) -> None:
+        """Advance each file's committed offset as far as its resolved records allow."""
+        for follow in self._follows.values():
+            inp = self._inputs.get(follow.input_name)
+            if inp is not None and follow.advance(inp.pipeline.resolved()):
+                self._dirty = True
+
+    def _close_finished(self) -> None:
+        """Close files that are drained and gone, or drained and inactive."""
+        inactive_s = self._config.close_inactive_ms / 1000
+        now = self._clock()
+        for key, follow in list(self._follows.items()):
+            if not follow.drained():
+                continue
+            if follow.gone and follow.tail.at_eof():
+                self._forget(key, follow)
+            elif now - follow.last_data >= inactive_s:
+                self._rest(key, follow)
+
+    def _rest(self, key: FileKey, follow: Follow) -> None:
+        """Close ``follow`` and keep its committed offset (it may be opened again)."""
+        self._resting[key] = follow.state()
+        follow.tail.close()
+        del self._follows[key]
+        self.counters["files_closed"] += 1
+        self._dirty = True
+
+    def _forget(self, key: FileKey, follow: Follow) -> None:
+        """Close ``follow`` for good (rotated away and drained, deleted, or inode reused)."""
+        follow.tail.close()
+        del self._follows[key]
+        self._resting.pop(key, None)
+        self.counters["files_closed"] += 1
+        self._dirty = True
+
+    def _save(self) -> None:
+        if not self._dirty:
+            return
+        states = [f.state() for f in self._follows.values()] + list(self._resting.values())
+        self._registry.save(states)
+        self.counters["registry_saves"] += 1
+        self._dirty = False
+
+    def _shutdown(self) -> None:
+        """Stop reading; deliver (or spill) what is queued; commit what is resolved."""
+        for pipeline in self._pipelines.values():
+            pipeline.flush()
+        for pipeline in self._pipelines.values():
+            pipeline.close()
+        self._commit()
+        self._dirty = True
+        self._save()
+        for follow in self._follows.values():
+            follow.tail.close()
+
+    # -- counters ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, the open files with their lag, and each topic's pipeline stats."""
+        files = {str(f.tail.path): {"lag_bytes": f.tail.lag_bytes(), "offset": f.committed,
+                                    "input": f.input_name}
+                 for f in self._follows.values()}
+        return {
+            **self.counters,
+            "files": len(files),
+            "lag_bytes": sum(f["lag_bytes"] for f in files.values()),
+            "per_file": files,
+            "pipelines": {topic: p.stats() for topic, p in self._pipelines.items()},
+        }
+
+
+def _field_key(fields: dict[str, Any], name: str) -> bytes | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")

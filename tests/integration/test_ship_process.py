@@ -1,0 +1,151 @@
+"""``kafkalog ship`` as a process: a crash loop, a torn last line, signals, and a TOML config
+reloaded with SIGHUP."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from broker.kraft import KafkaBroker
+from ship_harness import append, check, numbered, wait_for
+
+from kafkalog.ship.registry import Registry
+
+KILLS = int(os.environ.get("KAFKALOG_SHIP_KILLS", "30"))
+
+
+def new_topic() -> str:
+    return f"shipp-{uuid.uuid4().hex[:12]}"
+
+
+def ship(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def committed(state: Path) -> dict[str, int]:
+    return {s.path: s.offset for s in Registry(state).load()}
+
+
+def stop(agent: subprocess.Popen[str]) -> str:
+    agent.send_signal(signal.SIGTERM)
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 0, out
+    return out
+
+
+def test_a_crash_loop_loses_no_line(fresh_broker: KafkaBroker, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    state = tmp_path / "state"
+    topic = new_topic()
+    args = ["--path", str(log), "--topic", topic, "--state-dir", str(state),
+            "--bootstrap-servers", fresh_broker.bootstrap]
+    rng = random.Random(17)
+    written = 0
+    for kill in range(KILLS):
+        if kill == KILLS // 3:
+            fresh_broker.stop()  # the broker is down for the middle third of the kills
+        if kill == 2 * KILLS // 3:
+            fresh_broker.start()
+        agent = ship(*args)
+        for _ in range(rng.randint(1, 6)):
+            append(log, b"".join(numbered(n) for n in range(written, written + 100)))
+            written += 100
+            time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.6))
+        agent.kill()  # SIGKILL at a random point
+        agent.wait(30)
+    agent = ship(*args)
+    wait_for(lambda: committed(state).get(str(log)) == log.stat().st_size, timeout_s=120,
+             what="the last agent caught up")
+    stop(agent)
+    got = check(fresh_broker.bootstrap, topic, written, timeout_s=120)
+    repeats = sum(got.duplicates.values()) - len(got.duplicates)
+    print(f"crash loop: {KILLS} SIGKILLs, {written} lines, {len(got.gaps)} gaps, "
+          f"{repeats} duplicate deliveries")
+    assert got.gaps == [], f"{len(got.gaps)} lines lost, first {got.gaps[:5]}"
+
+
+def test_a_torn_last_line_is_shipped_once_after_it_is_completed(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "app.log"
+    state = tmp_path / "state"
+    topic = new_topic()
+    args = ["--path", str(log), "--topic", topic, "--state-dir", str(state),
+            "--bootstrap-servers", kafka_broker.bootstrap]
+    whole = numbered(1)
+    append(log, numbered(0) + whole[:20])  # a writer stopped halfway through line 1
+    agent = ship(*args)
+    wait_for(lambda: committed(state).get(str(log)) == len(numbered(0)))
+    agent.kill()
+    agent.wait(30)
+    append(log, whole[20:])
+    agent = ship(*args)
+    wait_for(lambda: committed(state).get(str(log)) == log.stat().st_size)
+    stop(agent)
+    got = check(kafka_broker.bootstrap, topic, 2)
+    assert got.gaps == [] and got.duplicates == {} and got.received == 2
+
+
+def test_a_toml_config_with_two_inputs_and_a_reload(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first, second = logs / "a.log", logs / "b.log"
+    state = tmp_path / "state"
+    topic_a, topic_b = new_topic(), new_topic()
+    toml = tmp_path / "ship.toml"
+
+    def write_config(with_b: bool) -> None:
+        text = (f'state_dir = "{state}"\nbootstrap_servers = "{kafka_broker.bootstrap}"\n'
+                'scan_interval_ms = 100\ncommit_interval_ms = 100\nacks = "all"\n\n'
+                f'[[input]]\nname = "a"\npaths = ["{first}"]\ntopic = "{topic_a}"\n'
+                'static_fields = {service = "svc-a"}\n')
+        if with_b:
+            text += f'\n[[input]]\nname = "b"\npaths = ["{second}"]\ntopic = "{topic_b}"\n'
+        toml.write_text(text)
+
+    write_config(with_b=False)
+    append(first, b"".join(numbered(n) for n in range(100)))
+    append(second, b"".join(numbered(n) for n in range(50)))
+    agent = ship("--config", str(toml))
+    wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
+    assert str(second) not in committed(state)
+    write_config(with_b=True)
+    agent.send_signal(signal.SIGHUP)
+    wait_for(lambda: committed(state).get(str(second)) == second.stat().st_size,
+             what="the input added by SIGHUP")
+    write_config(with_b=False)  # removing an input keeps its offset
+    agent.send_signal(signal.SIGHUP)
+    append(second, b"".join(numbered(n) for n in range(50, 60)))
+    append(first, b"".join(numbered(n) for n in range(100, 110)))
+    wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
+    assert committed(state)[str(second)] == 50 * len(numbered(0))
+    stop(agent)
+    got_a = check(kafka_broker.bootstrap, topic_a, 110)
+    assert got_a.gaps == [] and got_a.duplicates == {}
+    assert {r["service"] for r in got_a.records} == {"svc-a"}
+    got_b = check(kafka_broker.bootstrap, topic_b, 50)
+    assert got_b.gaps == [] and got_b.received == 50
+
+
+def test_a_bad_config_fails_at_start_naming_it(tmp_path: Path) -> None:
+    toml = tmp_path / "ship.toml"
+    toml.write_text('state_dir = "x"\n[[input]]\npaths = ["/tmp/x"]\ntopic = "t"\n'
+                    'format = "nginxx"\n')
+    agent = ship("--config", str(toml))
+    out, _ = agent.communicate(timeout=60)
+    assert agent.returncode == 2
+    assert "input[0].format" in out

@@ -1,0 +1,94 @@
+"""Helpers for the file agent's tests: a numbered-line writer, an agent run in a thread, and a
+checker that reads the topic back and reports gaps and duplicates."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka_read import consume
+
+from kafkalog.ship.agent import ShipAgent
+from kafkalog.ship.config import ShipConfig, ship_config
+
+
+def numbered(n: int, width: int = 60) -> bytes:
+    """Line ``n`` (with its newline): ``line 000042 ....``; the checker reads the number."""
+    return b"line %06d " % n + b"." * width + b"\n"
+
+
+def number_of(message: str) -> int | None:
+    parts = message.split(" ", 2)
+    if len(parts) >= 2 and parts[0] == "line" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+@dataclasses.dataclass
+class Check:
+    """What came back: how many, which numbers are missing, which came more than once."""
+
+    received: int
+    gaps: list[int]
+    duplicates: dict[int, int]
+    records: list[dict[str, Any]]
+
+
+def check(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> Check:
+    """Read ``topic`` and compare the line numbers with 0..expected-1."""
+    records = [orjson.loads(r.value) for r in consume(bootstrap, topic, expected, timeout_s)]
+    counts = Counter(n for n in (number_of(r["message"]) for r in records) if n is not None)
+    gaps = [n for n in range(expected) if n not in counts]
+    duplicates = {n: c for n, c in counts.items() if c > 1}
+    return Check(len(records), gaps, duplicates, records)
+
+
+def config(tmp_path: Path, topic: str, bootstrap: str, *, paths: list[str] | None = None,
+           **options: Any) -> ShipConfig:
+    """A one-input agent config following ``tmp_path/logs/*.log`` (or ``paths``)."""
+    one: dict[str, Any] = {"name": "test", "paths": paths or [str(tmp_path / "logs" / "*.log")],
+                           "topic": topic}
+    for name in ("format", "multiline", "key", "read_from", "schema", "static_fields"):
+        if name in options:
+            one[name] = options.pop(name)
+    top = {"state_dir": str(tmp_path / "state"), "bootstrap_servers": bootstrap,
+           "scan_interval_ms": 100, "commit_interval_ms": 100, "linger_ms": 5, **options}
+    return ship_config(top, [one])
+
+
+@contextmanager
+def running(cfg: ShipConfig) -> Iterator[ShipAgent]:
+    """An agent running in a thread; stopped (cleanly) on exit."""
+    agent = ShipAgent(cfg)
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield agent
+    finally:
+        stop.set()
+        thread.join(60)
+        assert not thread.is_alive(), "the agent did not stop within 60 s"
+
+
+def wait_for(predicate: Any, timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll ``predicate`` (bounded) until it is true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
