@@ -109,10 +109,17 @@ class ShipAgent:
         self._inputs = inputs
 
     def _load_registry(self) -> None:
-        states = self._registry.load()
-        self._first_start = not states and self._registry.recovered_from_backup == 0
+        registry = self._registry
+        registry.lock()  # one agent per state directory
+        states = registry.load()
+        self._first_start = not states and registry.recovered_from_backup == 0
         for state in states:
             self._resting[(state.dev, state.ino)] = state
+
+    def _read_from(self, inp: _Input) -> str:
+        """Where a file found at the first start begins: the input's ``read_from``, unless
+        the registry was unusable and its ``registry_on_corrupt`` policy says otherwise."""
+        return self._registry.start_from or inp.config.read_from
 
     def request_reload(self, config: ShipConfig) -> None:
         """Apply ``config`` at the next turn of the loop (from a SIGHUP handler)."""
@@ -184,10 +191,9 @@ class ShipAgent:
         state = self._resting.get(key)
         offset = 0
         truncations = 0
-        if state is not None and FileId(state.dev, state.ino, state.head_hash,
-                                         state.head_len).same_file(fid):
+        if state is not None and state.fid.same_file(fid):
             offset, truncations = state.offset, state.truncations
-        elif state is None and self._first_start and inp.config.read_from == "tail":
+        elif state is None and self._first_start and self._read_from(inp) == "tail":
             offset = -1  # its current end: the tail of a file that existed at first start
         tail = open_tail(path, offset=offset, input=inp.config.name,
                          follow_symlinks=inp.config.follow_symlinks)
@@ -343,12 +349,13 @@ class ShipAgent:
         self._save()
         for follow in self._follows.values():
             follow.tail.close()
+        self._registry.close()
 
     # -- counters ----------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Counters, the open files with their lag, and each topic's pipeline stats."""
-        files = {str(f.tail.path): {"lag_bytes": f.tail.lag_bytes(), "offset": f.committed,
+        files = {str(f.tail.path): {"lag_bytes": f.tail.lag_bytes, "offset": f.committed,
                                     "input": f.input_name}
                  for f in self._follows.values()}
         return {

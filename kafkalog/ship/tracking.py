@@ -9,15 +9,12 @@ import os
 from collections import deque
 from pathlib import Path
 
-from kafkalog.ship.files import TailedFile, file_id
+from kafkalog.ship.files import TailedFile
 from kafkalog.ship.multiline import Event, Joiner
 from kafkalog.ship.registry import FileState
 
 #: A file's identity as the agent keys it: (device, inode).
 FileKey = tuple[int, int]
-
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
 
 def open_tail(path: Path, *, offset: int, input: str, follow_symlinks: bool) -> TailedFile | None:
     """Open ``path`` for following from ``offset`` (-1: its current end); None if it is gone.
@@ -25,22 +22,21 @@ def open_tail(path: Path, *, offset: int, input: str, follow_symlinks: bool) -> 
     The end of a file is rounded back to the start of its last, incomplete line, so that
     ``read_from = "tail"`` never ships half a line.
     """
-    flags = os.O_RDONLY | os.O_CLOEXEC | (0 if follow_symlinks else _NOFOLLOW)
     try:
-        fd = os.open(path, flags)
+        tail = TailedFile.open(path, input=input, follow_symlinks=follow_symlinks)
     except OSError:
         return None
     try:
-        fid = file_id(fd)
-        size = os.fstat(fd).st_size
+        size = os.fstat(tail.fileno()).st_size
         if offset < 0:
-            offset = _line_start_before(fd, size)
+            offset = _line_start_before(tail.fileno(), size)
         elif offset > size:
             offset = 0  # shorter than what was committed: truncated while the agent was away
-        return TailedFile(path, fd, fid, offset, input)
     except OSError:
-        os.close(fd)
+        tail.close()
         return None
+    tail.read_offset = tail.line_offset = offset
+    return tail
 
 
 def _line_start_before(fd: int, size: int) -> int:
