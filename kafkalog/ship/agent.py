@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,7 +102,7 @@ class ShipAgent:
                                     follow_symlinks=each.follow_symlinks),
                 parser=parser_for(each.format),
                 builder=RecordBuilder(schema=each.schema, static_fields=each.static_fields,
-                                      max_bytes=max_bytes),
+                                      max_bytes=max_bytes, json_fields=each.format == "json"),
                 pipeline=pipeline,
             )
         self._inputs = inputs
@@ -235,15 +234,10 @@ class ShipAgent:
                 continue
             busy = True
             follow.last_data = self._clock()
-            events: list[Event] = []
-            feed = follow.joiner.feed
-            nbytes = 0
-            for line, start, end in lines:
-                nbytes += end - start
-                events.extend(feed(line, start, end))
+            events = follow.joiner.feed_lines(lines)
             follow.fed_end = lines[-1][2]
             self.counters["lines"] += len(lines)
-            self.counters["bytes"] += nbytes
+            self.counters["bytes"] += lines[-1][2] - lines[0][1]
             if events:
                 self._submit(inp, follow, events)
         return busy
@@ -261,11 +255,10 @@ class ShipAgent:
         now = self._wall()
         pending = follow.pending
         for i, event in enumerate(events):
-            data = event.data
-            truncated = event.end - event.start > len(data) + 2
+            truncated = event.truncated
             if truncated:
                 self.counters["long_lines"] += 1
-            parsed = parse(data.decode("utf-8", "replace"))
+            parsed = parse(event.data.decode("utf-8", "replace"))
             value = build(parsed, path=path, ino=ino, offset=event.start, source=follow.source,
                           read_time=now, truncated=truncated)
             key = None

@@ -20,8 +20,9 @@ from kafkalog.config import SCHEMAS, PipelineConfig
 from kafkalog.config.values import (
     at_least,
     boolean,
-    choice,
     mapping,
+    one_of,
+    optional,
     string,
     topic,
     unknown_option,
@@ -83,28 +84,6 @@ class ShipConfig:
         return PipelineConfig.from_options(options)
 
 
-_INPUT_CHECKS: dict[str, Any] = {
-    "name": string,
-    "topic": topic,
-    "format": lambda n, v: choice(n, v, FORMATS),
-    "multiline": lambda n, v: _multiline(n, v),
-    "multiline_timeout_ms": at_least(1),
-    "key": lambda n, v: None if v in (None, "") else string(n, v),
-    "static_fields": mapping,
-    "read_from": lambda n, v: choice(n, v, READ_FROM),
-    "schema": lambda n, v: choice(n, v, SCHEMAS),
-    "follow_symlinks": boolean,
-}
-_AGENT_CHECKS: dict[str, Any] = {
-    "scan_interval_ms": at_least(10),
-    "commit_interval_ms": at_least(10),
-    "close_inactive_ms": at_least(100),
-    "max_open_files": at_least(1),
-    "registry_on_corrupt": lambda n, v: choice(n, v, REGISTRY_POLICIES),
-}
-_INPUT_FIELDS = {f.name for f in dataclasses.fields(InputConfig)}
-
-
 def _multiline(name: str, value: Any) -> str | None:
     if value in (None, "", "none"):
         return None
@@ -114,6 +93,28 @@ def _multiline(name: str, value: Any) -> str | None:
     except ValueError as exc:
         raise ConfigError(name, str(exc)) from None
     return rule
+
+
+_INPUT_CHECKS: dict[str, Any] = {
+    "name": string,
+    "topic": topic,
+    "format": one_of(FORMATS),
+    "multiline": _multiline,
+    "multiline_timeout_ms": at_least(1),
+    "key": optional(string),
+    "static_fields": mapping,
+    "read_from": one_of(READ_FROM),
+    "schema": one_of(SCHEMAS),
+    "follow_symlinks": boolean,
+}
+_AGENT_CHECKS: dict[str, Any] = {
+    "scan_interval_ms": at_least(10),
+    "commit_interval_ms": at_least(10),
+    "close_inactive_ms": at_least(100),
+    "max_open_files": at_least(1),
+    "registry_on_corrupt": one_of(REGISTRY_POLICIES),
+}
+_INPUT_FIELDS = {f.name for f in dataclasses.fields(InputConfig)}
 
 
 def _patterns(name: str, value: Any) -> tuple[str, ...]:

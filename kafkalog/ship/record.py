@@ -19,7 +19,7 @@ import orjson
 
 from kafkalog.formatting.ids import current_host
 from kafkalog.formatting.schema import DIGITS3, ECS_VERSION
-from kafkalog.ship.parsers import ECS_FIELDS, Parsed
+from kafkalog.ship.parsers import Parsed, to_ecs
 
 _dumps = orjson.dumps
 _OPT: Final = orjson.OPT_NON_STR_KEYS
@@ -36,9 +36,11 @@ class RecordBuilder:
     """Builds the record bytes for the events of one input (one schema, one set of static
     fields). Not thread-safe: the agent's loop is its only user."""
 
-    def __init__(self, *, schema: str, static_fields: Mapping[str, Any],
-                 max_bytes: int) -> None:
+    def __init__(self, *, schema: str, static_fields: Mapping[str, Any], max_bytes: int,
+                 json_fields: bool = False) -> None:
         self._ecs = schema == "ecs"
+        # A JSON line's keys are its own names: they are not renamed to ECS ones.
+        self._json = json_fields
         self._static = dict(static_fields)
         #: The largest record it builds; longer events are cut to fit.
         self.max_bytes = max_bytes
@@ -74,8 +76,9 @@ class RecordBuilder:
                 "event": {"id": rid},
                 "ecs": {"version": ECS_VERSION},
             }
-            for name, value in parsed.fields.items():
-                _put_dotted(doc, ECS_FIELDS.get(name, name), value)
+            fields = parsed.fields if self._json else to_ecs(parsed.fields)
+            for name, value in fields.items():
+                _put_dotted(doc, name, value)
             if parsed.error is not None:
                 _put_dotted(doc, "error.message", parsed.error)
         else:
