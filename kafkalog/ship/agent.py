@@ -175,6 +175,10 @@ class ShipAgent:
                     if follow.tail.fid.same_file(fid):
                         follow.renamed_to(path)
                         continue
+                    if follow.tail.check_truncated():  # copytruncate: the same file, emptied
+                        self._truncated(follow)
+                        follow.renamed_to(path)
+                        continue
                     self._forget(key, follow)  # the inode was reused: a new file
                 self._open(inp, path, fid)
         for key, follow in self._follows.items():

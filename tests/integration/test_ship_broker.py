@@ -71,7 +71,7 @@ def test_rename_rotation_loses_and_repeats_nothing(
             written += 50
             time.sleep(0.01)
 
-    with running(cfg):
+    with running(cfg) as agent:
         thread = threading.Thread(target=writer)
         thread.start()
         for round_ in range(ROTATION_ROUNDS):
@@ -79,7 +79,9 @@ def test_rename_rotation_loses_and_repeats_nothing(
             live.rename(logs / f"app.log.{round_}")  # the writer's next append creates a new one
         stop_writing.set()
         thread.join()
-        total = written
+        append(live, b"".join(numbered(n) for n in range(written, written + 50)))
+        total = written + 50
+        wait_for(lambda: agent.stats()["events"] == total, what="every line read")
         wait_for(lambda: committed(tmp_path).get(str(live), -1) == live.stat().st_size,
                  what="the live file committed")
     got = check(kafka_broker.bootstrap, topic, total, timeout_s=90)
