@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from kafka import KafkaConsumer, TopicPartition
 from kafka_read import consume
 
 from kafkalog.ship.agent import ShipAgent
@@ -42,9 +43,36 @@ class Check:
     records: list[dict[str, Any]]
 
 
+def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Any]:
+    """Every record of ``topic`` up to its end offsets now (duplicates included)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                             group_id=None, max_partition_fetch_bytes=16 * 1024 * 1024)
+    try:
+        deadline = time.monotonic() + timeout_s
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions and time.monotonic() < deadline:
+            time.sleep(0.1)  # metadata of a new topic; polled, bounded
+            partitions = consumer.partitions_for_topic(topic)
+        assert partitions, f"topic {topic} has no partitions"
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        ends = consumer.end_offsets(tps)
+        records: list[Any] = []
+        while any(consumer.position(tp) < ends[tp] for tp in tps):
+            assert time.monotonic() < deadline, "timed out reading the topic to its end"
+            for batch in consumer.poll(timeout_ms=500, max_records=100_000).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
 def check(bootstrap: str, topic: str, expected: int, timeout_s: float = 60.0) -> Check:
-    """Read ``topic`` and compare the line numbers with 0..expected-1."""
-    records = [orjson.loads(r.value) for r in consume(bootstrap, topic, expected, timeout_s)]
+    """Read ``topic`` and compare the line numbers with 0..expected-1 (after waiting, bounded,
+    for at least ``expected`` records to be there)."""
+    consume(bootstrap, topic, expected, timeout_s)
+    records = [orjson.loads(r.value) for r in read_all(bootstrap, topic, timeout_s)]
     counts = Counter(n for n in (number_of(r["message"]) for r in records) if n is not None)
     gaps = [n for n in range(expected) if n not in counts]
     duplicates = {n: c for n, c in counts.items() if c > 1}

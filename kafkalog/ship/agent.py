@@ -344,8 +344,8 @@ class ShipAgent:
         self._commit()
         self._dirty = True
         self._save()
-        for follow in self._follows.values():
-            follow.tail.close()
+        for key, follow in list(self._follows.items()):
+            self._rest(key, follow)
         self._registry.close()
 
     # -- counters ----------------------------------------------------------------------------

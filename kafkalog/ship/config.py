@@ -71,7 +71,7 @@ class ShipConfig:
     state_dir: Path
     pipeline_options: Mapping[str, Any]
     scan_interval_ms: int = 1000
-    commit_interval_ms: int = 1000
+    commit_interval_ms: int = 200
     close_inactive_ms: int = 300_000
     max_open_files: int = 1024
     registry_on_corrupt: str = "fail"

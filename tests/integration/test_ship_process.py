@@ -3,6 +3,7 @@ reloaded with SIGHUP."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -27,6 +28,29 @@ def new_topic() -> str:
 def ship(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def holds_lock(state: Path) -> bool:
+    """Whether a running agent holds the state directory's lock (it is past its start-up)."""
+    try:
+        fd = os.open(state / "registry.lock", os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def ship_running(state: Path, *args: str) -> subprocess.Popen[str]:
+    """Start an agent and wait (bounded) until it runs: its signal handlers are in place."""
+    agent = ship(*args)
+    wait_for(lambda: holds_lock(state) or agent.poll() is not None, what="the agent running")
+    assert agent.poll() is None, agent.communicate()[0]
+    return agent
 
 
 def committed(state: Path) -> dict[str, int]:
@@ -63,9 +87,12 @@ def test_a_crash_loop_loses_no_line(fresh_broker: KafkaBroker, tmp_path: Path) -
         time.sleep(rng.uniform(0.0, 0.6))
         agent.kill()  # SIGKILL at a random point
         agent.wait(30)
-    agent = ship(*args)
+    agent = ship_running(state, *args)
     wait_for(lambda: committed(state).get(str(log)) == log.stat().st_size, timeout_s=120,
              what="the last agent caught up")
+    # What the killed agents spilled is adopted and replayed by the last one.
+    wait_for(lambda: not list((state / "spill").rglob("*.seg")), timeout_s=120,
+             what="the spill of the killed agents replayed")
     stop(agent)
     got = check(fresh_broker.bootstrap, topic, written, timeout_s=120)
     repeats = sum(got.duplicates.values()) - len(got.duplicates)
@@ -91,7 +118,7 @@ def test_a_torn_last_line_is_shipped_once_after_it_is_completed(
     agent.kill()
     agent.wait(30)
     append(log, whole[20:])
-    agent = ship(*args)
+    agent = ship_running(state, *args)
     wait_for(lambda: committed(state).get(str(log)) == log.stat().st_size)
     stop(agent)
     got = check(kafka_broker.bootstrap, topic, 2)
@@ -120,7 +147,7 @@ def test_a_toml_config_with_two_inputs_and_a_reload(
     write_config(with_b=False)
     append(first, b"".join(numbered(n) for n in range(100)))
     append(second, b"".join(numbered(n) for n in range(50)))
-    agent = ship("--config", str(toml))
+    agent = ship_running(state, "--config", str(toml))
     wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
     assert str(second) not in committed(state)
     write_config(with_b=True)
