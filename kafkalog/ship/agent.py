@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,14 @@ class _Input:
     parser: Parser
     builder: RecordBuilder
     pipeline: Pipeline
+
+
+_LIVE: weakref.WeakSet[ShipAgent] = weakref.WeakSet()
+
+
+def live_agents() -> list[ShipAgent]:
+    """The agents of this process that are running (used by :mod:`kafkalog.metrics`)."""
+    return list(_LIVE)
 
 
 class ShipAgent:
@@ -131,6 +140,7 @@ class ShipAgent:
         self._load_registry()
         self._build_inputs()
         next_scan = next_save = 0.0
+        _LIVE.add(self)
         try:
             while not stop.is_set():
                 if self._reload_to is not None:
@@ -148,6 +158,7 @@ class ShipAgent:
                 if not busy:
                     stop.wait(IDLE_POLL_S)
         finally:
+            _LIVE.discard(self)
             self._shutdown()
 
     def _reload(self, config: ShipConfig) -> None:
@@ -352,9 +363,14 @@ class ShipAgent:
 
     def stats(self) -> dict[str, Any]:
         """Counters, the open files with their lag, and each topic's pipeline stats."""
-        files = {str(f.tail.path): {"lag_bytes": f.tail.lag_bytes, "offset": f.committed,
-                                    "input": f.input_name}
-                 for f in self._follows.values()}
+        files: dict[str, dict[str, Any]] = {}
+        for follow in list(self._follows.values()):  # a snapshot: the loop may change it
+            try:
+                lag = follow.tail.lag_bytes
+            except OSError:  # closed by the loop meanwhile
+                continue
+            files[str(follow.tail.path)] = {"lag_bytes": lag, "offset": follow.committed,
+                                            "input": follow.input_name}
         return {
             **self.counters,
             "files": len(files),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import threading
+import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -14,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from kafkalog import KafkaHandler, TransportError
 from kafkalog.metrics import COUNTERS, GAUGES, HISTOGRAMS, register, unregister
 from kafkalog.pipeline.counters import Distribution
+from kafkalog.ship.agent import ShipAgent
+from kafkalog.ship.config import ship_config
 from kafkalog.testing import MemoryTransport
 
 
@@ -227,3 +232,35 @@ def test_a_pipeline_of_its_own_is_followed_like_a_handler() -> None:
     assert got[("kafkalog_delivered_total", "events")] == 40, "a closed one's counts stay"
     assert got[("kafkalog_handlers", "events")] == 0
     unregister(collector, registry=registry)
+
+
+def test_a_running_file_agent_shows_its_files_and_their_lag(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_bytes(b"one\ntwo\n")
+    cfg = ship_config({"state_dir": str(tmp_path / "state"), "scan_interval_ms": 50,
+                       "commit_interval_ms": 50, "linger_ms": 0},
+                      [{"name": "web", "paths": [str(logs / "*.log")], "topic": "t"}])
+    transport = MemoryTransport()
+    agent = ShipAgent(cfg, transport_factory=MemoryTransport.factory(transport))
+    registry = CollectorRegistry()
+    collector = register(registry=registry)
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(transport.records) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # polled, bounded: the agent ships on its own thread
+        got = scrape(registry)
+        assert got[("kafkalog_ship_files", "")] == 1  # (the helper keys by topic label only)
+        assert got[("kafkalog_ship_lag_bytes", "")] == 0  # read to its end
+        assert got[("kafkalog_ship_lines_total", "")] == 2
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        assert ("kafkalog_ship_lines_total", "") not in scrape(registry), "a stopped agent leaves"
+    finally:
+        stop.set()
+        thread.join(30)
+        unregister(collector, registry=registry)
