@@ -187,10 +187,12 @@ def run(bootstrap: str, settings: Settings) -> dict[str, Any]:
         for name, why in (("kcat", missing("kcat", "kcat")),
                           ("rsyslog", missing("rsyslogd", "rsyslog-kafka"))):
             if why:
+                print(f"  {name}: skipped: {why}", flush=True)
                 for each in ([KCAT] if name == "kcat" else list(RSYSLOG_MODES.values())):
                     section.skipped[each] = why
         for transport, why in transports.items():
             if why:
+                print(f"  kafkalog ship ({transport}): skipped: {why}", flush=True)
                 for mode in ("raw", "nginx"):
                     section.skipped[agent_name(mode, transport)] = why
         try:
