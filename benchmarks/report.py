@@ -221,9 +221,10 @@ def ship_markdown(out: dict[str, Any]) -> list[str]:
         f"`kafkalog ship` catching up on a {f['bytes'] / 1e6:,.0f} MB nginx access log"
         f" ({f['lines']:,} lines of {f['avg_line_bytes']} bytes in the combined format, made"
         " by `benchmarks/ship_log.py`), beside kcat and rsyslog. Each shipper ships the whole"
-        f" file to a fresh {ship['partitions']}-partition topic of the same broker; one run"
-        " each (kcat: the median of three, its runs are short and noisy), interleaved so that"
-        " the machine's drift falls on both sides of each ratio. `tox -e bench -- --sections"
+        f" file to a fresh {ship['partitions']}-partition topic of the same broker; after a"
+        " discarded warm-up run, one run each (kcat: the median of three, its runs are short"
+        " and noisy), interleaved so that the machine's drift falls on both sides of each"
+        " ratio. `tox -e bench -- --sections"
         " ship --out benchmarks/results/ship.json` runs this section alone (it is not part of"
         " `--quick`); `KAFKALOG_BENCH_SHIP_MB` changes the size.",
         "",
@@ -233,7 +234,8 @@ def ship_markdown(out: dict[str, Any]) -> list[str]:
         " written every 200 ms, so the end is seen up to that late).",
         "- kcat: `kcat -P -l FILE` (librdkafka's defaults, no parsing: the ceiling), timed"
         " until it exits after its last acknowledgement.",
-        "- rsyslog: a foreground `rsyslogd` with `imfile` and `omkafka`, raw (`%msg%`) or"
+        "- rsyslog: a foreground `rsyslogd` with `imfile` (`addMetadata` off) and `omkafka`,"
+        " raw (`%msg%`) or"
         " parsed by `mmnormalize` with a liblognorm rule for the combined format (ten fields,"
         " `status` and `bytes` as numbers; the record is `$!all-json`, those ten fields alone:"
         " the peer the issue's targets were set against, lighter than the agent's record,"
