@@ -1,9 +1,9 @@
 """The benchmark suite: kafkalog against the alternatives, against a real local broker.
 
-    python -m benchmarks            # the full suite (about 11 minutes); writes the results
+    python -m benchmarks            # the full suite (about 9 minutes); writes the results
     python -m benchmarks --quick    # seconds: prints the caller-cost and throughput ratios
     python -m benchmarks --sections ship --out benchmarks/results/ship.json
-                                    # kafkalog ship beside kcat and rsyslog (a few minutes)
+                                    # kafkalog ship beside kcat and rsyslog (about a minute)
 
 A broker is started for the run (tests/broker/kraft.py) unless ``KAFKALOG_BOOTSTRAP_SERVERS``
 names one. The full suite writes ``benchmarks/results/suite.json``, ``docs/performance.md`` and
