@@ -17,6 +17,7 @@ CHART = ROOT / "docs" / "img" / "performance.png"
 # Targets from the performance issue, checked (and shown) as ratios measured in the same run.
 CALLER_TARGET = 2.0
 THROUGHPUT_TARGET = {"kafka-python": 1.0, "confluent": 0.8}
+SHIP_HEADING = "## kafkalog ship"
 
 
 def summary_lines(out: dict[str, Any]) -> str:
@@ -32,6 +33,9 @@ def summary_lines(out: dict[str, Any]) -> str:
             transport = name.split("(")[1].split(")")[0]
             lines.append(f"throughput ratio {name} kafka ({label}): {ratio:.2f}x "
                          f"(target >= {THROUGHPUT_TARGET.get(transport, 1.0)}x)")
+    for label, entry in out.get("ship", {}).get("ratios", {}).items():
+        goal = f" (target {entry['goal']})" if "goal" in entry else ""
+        lines.append(f"ship ratio {label}: {entry['ratio']:.2f}x{goal}")
     return "\n".join(lines)
 
 
@@ -201,7 +205,89 @@ def markdown(out: dict[str, Any]) -> str:
             f" {mem['queue_max_records']:,}, is usually reached before `queue_max_bytes`.)",
             "",
         ]
+    if out.get("ship"):
+        parts += ship_markdown(out)
     return "\n".join(parts)
+
+
+def ship_markdown(out: dict[str, Any]) -> list[str]:
+    """The ``## kafkalog ship`` section: the catch-up table and its ratios to the peers."""
+    ship, env = out["ship"], out["environment"]
+    f, peers = ship["file"], ship.get("peers", {})
+    load = ship["load_average"]
+    parts = [
+        SHIP_HEADING,
+        "",
+        f"`kafkalog ship` catching up on a {f['bytes'] / 1e6:,.0f} MB nginx access log"
+        f" ({f['lines']:,} lines of {f['avg_line_bytes']} bytes in the combined format, made"
+        " by `benchmarks/ship_log.py`), beside kcat and rsyslog. Each shipper ships the whole"
+        f" file to a fresh {ship['partitions']}-partition topic of the same broker; after a"
+        " discarded warm-up run, one run each (kcat: the median of three, its runs are short"
+        " and noisy), interleaved so that the machine's drift falls on both sides of each"
+        " ratio. `tox -e bench -- --sections"
+        " ship --out benchmarks/results/ship.json` runs this section alone (it is not part of"
+        " `--quick`); `KAFKALOG_BENCH_SHIP_MB` changes the size.",
+        "",
+        "- The agent: `kafkalog ship --path FILE --format raw|nginx --transport T`, otherwise"
+        " its defaults (acks=all, no compression, linger 5 ms), timed from its start until its"
+        " registry shows the whole file committed, every line acknowledged (the registry is"
+        " written every 200 ms, so the end is seen up to that late).",
+        "- kcat: `kcat -P -l FILE` (librdkafka's defaults, no parsing: the ceiling), timed"
+        " until it exits after its last acknowledgement.",
+        "- rsyslog: a foreground `rsyslogd` with `imfile` (`addMetadata` off) and `omkafka`,"
+        " raw (`%msg%`) or"
+        " parsed by `mmnormalize` with a liblognorm rule for the combined format (ten fields,"
+        " `status` and `bytes` as numbers; the record is `$!all-json`, those ten fields alone:"
+        " the peer the issue's targets were set against, lighter than the agent's record,"
+        " which also carries the message, host, path, inode, offset and timestamp), timed"
+        " until the topic holds every line.",
+        "",
+        "Every rate includes the shipper's start-up. CPU is the shipper's user+sys time, every"
+        " thread, per GB (10^9 bytes) of log; the broker's CPU is not counted. Peak RSS is the"
+        f" shipper's `VmHWM`. kcat {peers.get('kcat', '?')} and rsyslog"
+        f" {peers.get('rsyslog', '?')} use the system's librdkafka"
+        f" {peers.get('librdkafka (system)', '?')}; the agent's confluent transport uses"
+        f" librdkafka {env['librdkafka']}. Measured {env['date']}; load average (1, 5, 15 min)"
+        f" {', '.join(map(str, load['before']))} before the section and"
+        f" {', '.join(map(str, load['after']))} after.",
+        "",
+        "| shipper | MB/s | lines/s | CPU s per GB | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in ship["results"].items():
+        runs = ""
+        if "lines_per_s_samples" in r:
+            runs = " (runs: " + ", ".join(f"{x:,}" for x in r["lines_per_s_samples"]) + ")"
+        parts.append(f"| {name} | {_fmt(r['mb_per_s'], 1)} | {_fmt(r['lines_per_s'], 0)}{runs}"
+                     f" | {_fmt(r['cpu_s_per_gb'], 1)} | {_fmt(r['peak_rss_mib'], 0)} |")
+    for name, why in ship.get("skipped", {}).items():
+        parts.append(f"| {name} | skipped: {why[:300]} | | | |")
+    parts += ["", "Targets from the issue, with the confluent transport (kafka-python's ratios"
+              " for comparison):", "", "| ratio | goal | this run | |", "|---|---:|---:|---|"]
+    for label, e in ship["ratios"].items():
+        verdict = ("met" if e["met"] else "not met") if "goal" in e else ""
+        parts.append(f"| {label} | {e.get('goal', '')} | {e['ratio']:.2f}x | {verdict} |")
+    parts.append("")
+    return parts
+
+
+def write_ship(out: dict[str, Any]) -> None:
+    """Put this run's ``## kafkalog ship`` section into ``docs/performance.md``, leaving the
+    rest of the page as it is: in place of the old section, else before the hand-written
+    findings, else at the end."""
+    text = DOC.read_text() if DOC.exists() else ""
+    section = "\n".join(ship_markdown(out)) + "\n"
+    start = text.find(SHIP_HEADING + "\n")
+    if start >= 0:
+        end = text.find("\n## ", start)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        findings = ANALYSIS.read_text().split("\n", 1)[0] if ANALYSIS.exists() else ""
+        at = text.find(findings + "\n") if findings else -1
+        head, tail = (text.rstrip("\n") + "\n\n", "") if at < 0 else (text[:at], text[at:])
+        text = head + section + tail
+    DOC.write_text(text)
+    print(f"wrote the {SHIP_HEADING[3:]} section of {DOC}")
 
 
 def targets(out: dict[str, Any]) -> list[str]:
