@@ -26,6 +26,18 @@ def numbered(n: int, width: int = 60) -> bytes:
     return b"line %06d " % n + b"." * width + b"\n"
 
 
+def lines(first: int, stop: int) -> bytes:
+    """Lines ``first`` to ``stop - 1``, numbered."""
+    return b"".join(numbered(n) for n in range(first, stop))
+
+
+def log_file(tmp_path: Path, name: str = "app.log") -> Path:
+    """``tmp_path/logs/name`` (the directory made, the file not yet)."""
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    return logs / name
+
+
 def number_of(message: str) -> int | None:
     parts = message.split(" ", 2)
     if len(parts) >= 2 and parts[0] == "line" and parts[1].isdigit():

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 from broker.kraft import KafkaBroker
 from kafka_read import consume
-from ship_harness import append, check, config, numbered, running, wait_for
+from ship_harness import append, check, config, lines, log_file, numbered, running, wait_for
 
 from kafkalog.ship.registry import Registry
 
@@ -27,19 +27,22 @@ def committed(tmp_path: Path) -> dict[str, int]:
     return {s.path: s.offset for s in Registry(tmp_path / "state").load()}
 
 
+def caught_up(tmp_path: Path, log: Path) -> bool:
+    """Whether the registry holds ``log``'s whole length as committed."""
+    return committed(tmp_path).get(str(log)) == log.stat().st_size
+
+
 def test_every_line_arrives_once_and_the_offset_is_committed(
     kafka_broker: KafkaBroker, tmp_path: Path, transport_name: str
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
-    append(log, b"".join(numbered(n) for n in range(3000)))
+    log = log_file(tmp_path)
+    append(log, lines(0, 3000))
     topic = new_topic()
     cfg = config(tmp_path, topic, kafka_broker.bootstrap, transport=transport_name)
     with running(cfg) as agent:
         wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size,
                  what="the whole file committed")
-        append(log, b"".join(numbered(n) for n in range(3000, 3500)) + b"line 003500 partial")
+        append(log, lines(3000, 3500) + b"line 003500 partial")
         wait_for(lambda: committed(tmp_path).get(str(log)) == 3500 * len(numbered(0)),
                  what="the appended lines committed, not the partial one")
         stats = agent.stats()
@@ -55,9 +58,8 @@ def test_every_line_arrives_once_and_the_offset_is_committed(
 def test_rename_rotation_loses_and_repeats_nothing(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    live = logs / "app.log"
+    live = log_file(tmp_path)
+    logs = live.parent
     topic = new_topic()
     # The agent follows the live name only: a rotated file must be read to its end anyway.
     cfg = config(tmp_path, topic, kafka_broker.bootstrap, paths=[str(live)])
@@ -67,7 +69,7 @@ def test_rename_rotation_loses_and_repeats_nothing(
     def writer() -> None:
         nonlocal written
         while not stop_writing.is_set():
-            append(live, b"".join(numbered(n) for n in range(written, written + 50)))
+            append(live, lines(written, written + 50))
             written += 50
             time.sleep(0.01)
 
@@ -79,7 +81,7 @@ def test_rename_rotation_loses_and_repeats_nothing(
             live.rename(logs / f"app.log.{round_}")  # the writer's next append creates a new one
         stop_writing.set()
         thread.join()
-        append(live, b"".join(numbered(n) for n in range(written, written + 50)))
+        append(live, lines(written, written + 50))
         total = written + 50
         wait_for(lambda: agent.stats()["events"] == total, what="every line read")
         wait_for(lambda: committed(tmp_path).get(str(live), -1) == live.stat().st_size,
@@ -93,17 +95,15 @@ def test_rename_rotation_loses_and_repeats_nothing(
 def test_copytruncate_is_detected_and_the_file_read_again(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     topic = new_topic()
-    append(log, b"".join(numbered(n) for n in range(1000)))
+    append(log, lines(0, 1000))
     with running(config(tmp_path, topic, kafka_broker.bootstrap)) as agent:
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
         os.truncate(log, 0)  # what logrotate's copytruncate does after copying
-        append(log, b"".join(numbered(n) for n in range(1000, 1200)))
+        append(log, lines(1000, 1200))
         wait_for(lambda: agent.stats()["truncations"] == 1, what="the truncation noticed")
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
     got = check(kafka_broker.bootstrap, topic, 1200)
     assert got.gaps == [] and got.duplicates == {}
 
@@ -111,15 +111,13 @@ def test_copytruncate_is_detected_and_the_file_read_again(
 def test_a_deleted_file_is_drained_and_closed(
     fresh_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     topic = new_topic()
-    append(log, b"".join(numbered(n) for n in range(200)))
+    append(log, lines(0, 200))
     with running(config(tmp_path, topic, fresh_broker.bootstrap)) as agent:
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
         fresh_broker.stop()  # the broker stalls while the file is written and deleted
-        append(log, b"".join(numbered(n) for n in range(200, 700)))
+        append(log, lines(200, 700))
         wait_for(lambda: agent.stats()["events"] == 700, what="the new lines read")
         log.unlink()
         fresh_broker.start()
@@ -135,20 +133,18 @@ def test_a_deleted_file_is_drained_and_closed(
 def test_a_reused_inode_is_read_from_its_start(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     topic = new_topic()
-    append(log, b"".join(numbered(n) for n in range(100)))
+    append(log, lines(0, 100))
     cfg = config(tmp_path, topic, kafka_broker.bootstrap)
     with running(cfg):
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
     # While the agent is away the file is replaced by a shorter one in the same inode.
     with open(log, "r+b") as f:
         f.truncate(0)
-        f.write(b"".join(numbered(n) for n in range(100, 150)))
+        f.write(lines(100, 150))
     with running(cfg):
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
     got = check(kafka_broker.bootstrap, topic, 150)
     assert got.gaps == [] and got.duplicates == {}
 
@@ -156,16 +152,14 @@ def test_a_reused_inode_is_read_from_its_start(
 def test_an_outage_spills_and_offsets_advance_only_after_the_spill_write(
     fresh_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     topic = new_topic()
     down_s = float(os.environ.get("KAFKALOG_SHIP_OUTAGE_S", "10"))
     fresh_broker.stop()
     cfg = config(tmp_path, topic, fresh_broker.bootstrap, spill_after_ms=200,
                  request_timeout_ms=1000)
     with running(cfg) as agent:
-        append(log, b"".join(numbered(n) for n in range(2000)))
+        append(log, lines(0, 2000))
         wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size,
                  what="offsets committed while the broker is down")
         stats = agent.stats()["pipelines"][topic]
@@ -182,21 +176,19 @@ def test_an_outage_spills_and_offsets_advance_only_after_the_spill_write(
 def test_a_corrupt_registry_recovers_from_its_backup(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     topic = new_topic()
-    append(log, b"".join(numbered(n) for n in range(300)))
+    append(log, lines(0, 300))
     cfg = config(tmp_path, topic, kafka_broker.bootstrap)
     with running(cfg):
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
-        append(log, b"".join(numbered(n) for n in range(300, 310)))
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
+        append(log, lines(300, 310))
+        wait_for(lambda: caught_up(tmp_path, log))
     registry = tmp_path / "state" / "registry.json"
     registry.write_bytes(b"\0" * registry.stat().st_size)  # a crash mid-write, say
     with running(cfg):
-        append(log, b"".join(numbered(n) for n in range(310, 320)))
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        append(log, lines(310, 320))
+        wait_for(lambda: caught_up(tmp_path, log))
     got = check(kafka_broker.bootstrap, topic, 320)
     assert got.gaps == []
     # The backup was one save behind: at most the lines of that save come again.
@@ -206,16 +198,14 @@ def test_a_corrupt_registry_recovers_from_its_backup(
 def test_nginx_lines_become_typed_fields_in_ecs(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "access.log"
+    log = log_file(tmp_path, "access.log")
     topic = new_topic()
     append(log, b'203.0.113.7 - - [04/Dec/2026:16:38:29 +0000] "GET /cart/?id=7 HTTP/1.1" 200 '
                 b'5120 "https://shop.example/" "Mozilla/5.0 (X11; Linux x86_64)"\n')
     cfg = config(tmp_path, topic, kafka_broker.bootstrap, format="nginx", schema="ecs",
                  key="path")
     with running(cfg):
-        wait_for(lambda: committed(tmp_path).get(str(log)) == log.stat().st_size)
+        wait_for(lambda: caught_up(tmp_path, log))
     (record,) = consume(kafka_broker.bootstrap, topic, 1)
     doc = orjson.loads(record.value)
     assert record.key == str(log).encode()

@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from broker.kraft import KafkaBroker
-from ship_harness import append, check, numbered, wait_for
+from ship_harness import append, check, lines, log_file, numbered, wait_for
 
 from kafkalog.ship.registry import Registry
 
@@ -65,9 +65,7 @@ def stop(agent: subprocess.Popen[str]) -> str:
 
 
 def test_a_crash_loop_loses_no_line(fresh_broker: KafkaBroker, tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     state = tmp_path / "state"
     topic = new_topic()
     args = ["--path", str(log), "--topic", topic, "--state-dir", str(state),
@@ -81,7 +79,7 @@ def test_a_crash_loop_loses_no_line(fresh_broker: KafkaBroker, tmp_path: Path) -
             fresh_broker.start()
         agent = ship(*args)
         for _ in range(rng.randint(1, 6)):
-            append(log, b"".join(numbered(n) for n in range(written, written + 100)))
+            append(log, lines(written, written + 100))
             written += 100
             time.sleep(rng.uniform(0.0, 0.15))
         time.sleep(rng.uniform(0.0, 0.6))
@@ -104,9 +102,7 @@ def test_a_crash_loop_loses_no_line(fresh_broker: KafkaBroker, tmp_path: Path) -
 def test_a_torn_last_line_is_shipped_once_after_it_is_completed(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    log = logs / "app.log"
+    log = log_file(tmp_path)
     state = tmp_path / "state"
     topic = new_topic()
     args = ["--path", str(log), "--topic", topic, "--state-dir", str(state),
@@ -128,9 +124,7 @@ def test_a_torn_last_line_is_shipped_once_after_it_is_completed(
 def test_a_toml_config_with_two_inputs_and_a_reload(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    first, second = logs / "a.log", logs / "b.log"
+    first, second = log_file(tmp_path, "a.log"), log_file(tmp_path, "b.log")
     state = tmp_path / "state"
     topic_a, topic_b = new_topic(), new_topic()
     toml = tmp_path / "ship.toml"
@@ -145,8 +139,8 @@ def test_a_toml_config_with_two_inputs_and_a_reload(
         toml.write_text(text)
 
     write_config(with_b=False)
-    append(first, b"".join(numbered(n) for n in range(100)))
-    append(second, b"".join(numbered(n) for n in range(50)))
+    append(first, lines(0, 100))
+    append(second, lines(0, 50))
     agent = ship_running(state, "--config", str(toml))
     wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
     assert str(second) not in committed(state)
@@ -156,8 +150,8 @@ def test_a_toml_config_with_two_inputs_and_a_reload(
              what="the input added by SIGHUP")
     write_config(with_b=False)  # removing an input keeps its offset
     agent.send_signal(signal.SIGHUP)
-    append(second, b"".join(numbered(n) for n in range(50, 60)))
-    append(first, b"".join(numbered(n) for n in range(100, 110)))
+    append(second, lines(50, 60))
+    append(first, lines(100, 110))
     wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
     assert committed(state)[str(second)] == 50 * len(numbered(0))
     stop(agent)
