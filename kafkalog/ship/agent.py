@@ -191,10 +191,24 @@ class ShipAgent:
                         follow.renamed_to(path)
                         continue
                     self._forget(key, follow)  # the inode was reused: a new file
+                elif self._still_resting(key, path, fid):
+                    continue
                 self._open(inp, path, fid)
         for key, follow in self._follows.items():
             follow.gone = key not in seen  # rotated away or deleted: drain, then close
         self._first_start = False
+
+    def _still_resting(self, key: FileKey, path: Path, fid: FileId) -> bool:
+        """Whether ``path`` is a file closed as inactive that has not changed since: it stays
+        closed (reopening every quiet file on every scan would cost a descriptor and a read
+        each, and keep ``max_open_files`` taken by files with nothing to read)."""
+        state = self._resting.get(key)
+        if state is None or not state.fid.same_file(fid):
+            return False
+        try:
+            return path.stat().st_size == state.offset
+        except OSError:
+            return True  # gone meanwhile: nothing to open
 
     def _open(self, inp: _Input, path: Path, fid: FileId) -> None:
         key = (fid.dev, fid.ino)
