@@ -25,7 +25,7 @@ from kafkalog.ship.discovery import Discovery
 from kafkalog.ship.files import FileId
 from kafkalog.ship.multiline import Event, Joiner
 from kafkalog.ship.parsers import Parser, parser_for
-from kafkalog.ship.record import RecordBuilder, source_id
+from kafkalog.ship.record import RecordBuilder, field_key, source_id
 from kafkalog.ship.registry import FileState, Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail
 
@@ -292,7 +292,7 @@ class ShipAgent:
                           read_time=now, truncated=truncated)
             key = None
             if key_name is not None:
-                key = path.encode() if key_name == "path" else _field_key(parsed.fields,
+                key = path.encode() if key_name == "path" else field_key(parsed.fields,
                                                                           key_name)
             number = submit(value, key)
             if not number:
@@ -392,10 +392,3 @@ class ShipAgent:
             "per_file": files,
             "pipelines": {topic: p.stats() for topic, p in self._pipelines.items()},
         }
-
-
-def _field_key(fields: dict[str, Any], name: str) -> bytes | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")

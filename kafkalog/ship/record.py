@@ -127,6 +127,14 @@ class RecordBuilder:
         return _dumps(minimal, option=_OPT, default=str)[:-1]
 
 
+def field_key(fields: Mapping[str, Any], name: str) -> bytes | None:
+    """The message key from the parsed field ``name`` (None if the event has no such field)."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    return value if isinstance(value, bytes) else str(value).encode("utf-8", "replace")
+
+
 def _put_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c`` as nested objects, never overwriting a field already there."""
     parts = dotted.split(".")
