@@ -171,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"results directory (default ${RESULTS_ENV} or .reliability/)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--publish", action="store_true",
-                       help=f"write the tracked page {PUBLISHED.relative_to(REPO_ROOT)}")
+                       help="write the tracked page docs/reliability.md")
     where.add_argument("--output", type=Path, default=None,
                        help=f"write this file (default: {REPORT_NAME} in the results directory)")
     parser.add_argument("--check", action="store_true",
