@@ -260,14 +260,14 @@ class ClusterProbe:
                 f"topic {name!r} does not exist and the broker does not create topics "
                 f"({_AUTO_CREATE}=false): create it first",
             )
-        shape = ""
+        shape = " with its default partitions and replication"
         if _PARTITIONS in settings and _REPLICATION in settings:
-            shape = (f" with {settings[_PARTITIONS]} partition(s) and replication factor "
-                     f"{settings[_REPLICATION]}")
+            shape = (f", with its defaults: {settings[_PARTITIONS]} partition(s), replication "
+                     f"factor {settings[_REPLICATION]}")
         return ProbeError(
             "topic_auto_create",
             f"topic {name!r} does not exist yet; the broker will create it on the first "
-            f"write{shape} (its defaults)",
+            f"write{shape}",
         )
 
     def broker_settings(self, keys: Sequence[str]) -> dict[str, str]:

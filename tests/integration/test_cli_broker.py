@@ -332,7 +332,7 @@ def test_check_warns_of_a_missing_topic_that_the_broker_would_create(kafka_broke
     assert proc.returncode == EXIT_TOPIC_AUTO_CREATE, proc.stdout
     assert proc.returncode != EXIT_TOPIC_MISSING
     assert "WARN topic" in proc.stdout and "FAIL" not in proc.stdout
-    assert "will create it on the first write with 1 partition(s)" in proc.stdout
+    assert "will create it on the first write, with its defaults: 1 partition(s)" in proc.stdout
     assert "skipped: round trip" in proc.stdout
     # The check itself must not have created it.
     again = kafkalog("check", "--bootstrap-servers", kafka_broker.bootstrap, "--topic", missing)

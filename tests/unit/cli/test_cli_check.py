@@ -94,7 +94,10 @@ class _FakeAdmin:
     [
         ({"auto.create.topics.enable": "true", "num.partitions": "3",
           "default.replication.factor": "1"},
-         "topic_auto_create", "will create it on the first write with 3 partition(s)"),
+         "topic_auto_create",
+         "on the first write, with its defaults: 3 partition(s), replication factor 1"),
+        ({"auto.create.topics.enable": "true"}, "topic_auto_create",
+         "on the first write with its default partitions and replication"),
         ({"auto.create.topics.enable": "false"}, "auto_create_disabled",
          "auto.create.topics.enable=false"),
         (None, "topic_missing", "does not exist"),
