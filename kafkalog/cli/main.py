@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kafkalog",
         description="Read kafkalog topics, check a Kafka setup, inspect and drain spill "
                     "directories, ship log files.",
-        epilog="`kafkalog COMMAND --help` describes a command and its exit codes.",
+        epilog="`kafkalog COMMAND --help` describes a command and its options.",
     )
     parser.add_argument("--version", action="version", version=f"kafkalog {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -72,7 +72,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tail = sub.add_parser(
         "tail", help="print the records of a log topic",
         description="Print the records of a topic: coloured by level on a terminal, JSON lines "
-                    "(unchanged) with --json or when the output is not a terminal.",
+                    "(unchanged) with --json or when the output is not a terminal. Exit codes "
+                    "(as check's): 0 done, 3 no answer in time, 5 DNS, 6 connection refused, "
+                    "7 TLS, 8 SASL, 10 topic missing, 130 Ctrl-C or SIGTERM.",
     )
     tail.add_argument("--topic", required=True)
     add_bootstrap(tail)

@@ -32,6 +32,7 @@ from docs_commands import (
 )
 
 from kafkalog import HandlerConfig, KafkaHandler, PipelineConfig
+from kafkalog.cli.common import PROBLEM_EXIT_CODES
 from kafkalog.cli.main import build_parser, main
 from kafkalog.testing import MemoryTransport
 
@@ -231,3 +232,10 @@ def test_the_near_miss_check_catches_a_renamed_option(tmp_path: Path) -> None:
     close = [difflib.get_close_matches(n, HANDLER_OPTIONS, n=1, cutoff=0.8) for n in names]
     assert close == [["linger_ms"], ["linger_ms"]]
     assert [n in HANDLER_OPTIONS for n in names] == [False, True]
+
+
+def test_checks_exit_status_table_is_the_codes_the_command_uses() -> None:
+    [(_, rows)] = [t for t in tables(REPO_ROOT / "docs" / "cli.md")
+                   if [c.lower() for c in t[0]] == ["status", "kind", "meaning"]]
+    documented = {row[1].strip("`"): int(row[0]) for row in rows if row[1]}
+    assert documented == dict(PROBLEM_EXIT_CODES)
