@@ -74,7 +74,12 @@ def build_record(fmt: _Formatter, record: logging.LogRecord) -> tuple[dict[str, 
     ecs = fmt._ecs
     level = record.levelname
     logger = record.name
-    where = record.filename if ecs else record.module
+    if ecs:
+        where = record.filename
+        process_name = record.processName
+        thread_id = record.thread
+    else:
+        where = record.module
     function = record.funcName
     line = record.lineno
     pid = record.process
@@ -99,7 +104,11 @@ def build_record(fmt: _Formatter, record: logging.LogRecord) -> tuple[dict[str, 
                     "function": function,
                 },
             },
-            "process": {"pid": pid, "thread": {"name": thread_name}},
+            "process": {
+                "pid": pid,
+                "name": process_name,
+                "thread": {"id": thread_id, "name": thread_name},
+            },
             "host": {"hostname": _host},
             "event": {"id": rid},
             "ecs": {"version": ECS_VERSION},

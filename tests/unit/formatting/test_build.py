@@ -197,7 +197,11 @@ def test_ecs_layout() -> None:
         "function": "handle",
         "stack_trace": "Stack (most recent call last):",
     }
-    assert doc["process"] == {"pid": os.getpid(), "thread": {"name": record.threadName}}
+    assert doc["process"] == {
+        "pid": os.getpid(),
+        "name": record.processName,
+        "thread": {"id": record.thread, "name": record.threadName},
+    }
     assert doc["host"] == {"hostname": socket.gethostname()}
     assert ID_RE.match(doc["event"]["id"])
     assert doc["ecs"] == {"version": ECS_VERSION} == {"version": "8.11.0"}
