@@ -191,8 +191,9 @@ class JsonFormatter(logging.Formatter):
         """Return the record as a dict in the configured schema.
 
         Extra values are the caller's original objects (not yet made
-        JSON-safe; :meth:`encode` does that) and nested static values may be
-        shared between calls, so treat the result as read-only.  Never
+        JSON-safe; :meth:`encode` does that), and nested static values and
+        the ECS ``process``, ``host`` and ``ecs`` objects may be shared between
+        calls, so treat the result as read-only.  Never
         raises: if the record cannot be read, a minimal dict is returned.
         """
         try:
