@@ -10,6 +10,8 @@ from typing import Any
 
 import kafka
 
+from kafkalog.errors import TransportError
+
 # Producers a forked child inherited: kept alive so that their __del__ never runs there.
 _ORPHANS: list[Any] = []
 
@@ -102,7 +104,18 @@ class ConnectAttempt:
         factory = watching_client_factory(self._refusals, is_refusal)
         if factory is not None and "kafka_client" not in self._settings:
             self._settings["kafka_client"] = factory
-        threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
+        except RuntimeError as exc:
+            # CPython 3.12.0 and 3.12.1 start no thread once the interpreter is exiting, atexit
+            # hooks included (3.12.2 allows it again), and kafka-python needs threads. Nothing
+            # can be sent from here, but Kafka refused nothing: retriable, so the records are
+            # spilled (or counted dropped) as when Kafka is unreachable, never dead-lettered.
+            self.error = TransportError(
+                f"cannot start a thread to connect to Kafka (interpreter exiting?): {exc}",
+                retriable=True, cause_name=type(exc).__name__,
+            )
+            self.done.set()
 
     def _run(self) -> None:
         try:
