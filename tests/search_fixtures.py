@@ -1,0 +1,74 @@
+"""Fixtures for tests against a real OpenSearch 2.19.6 (imported by tests/conftest.py).
+
+``opensearch`` is one node for the whole session (started on first use, so tests that do not
+ask for it never need Java 17). Each test gets it running: a test may stop it, kill it or
+restart it (an outage), and the next test finds it up again, with the same port and data.
+
+Without a usable Java or the jars (no Maven, no network on first use) the tests that ask for
+OpenSearch skip, saying why, on a developer's machine; under ``CI=true`` they fail instead,
+since a silently skipped suite would hide a broken set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from search.opensearch import (
+    ArtifactError,
+    JavaNotFoundError,
+    OpenSearchNode,
+    ensure_artifacts,
+    find_java,
+)
+
+__all__ = ["opensearch", "opensearch_index", "opensearch_session"]
+
+
+def _unavailable(reason: str) -> None:
+    message = f"OpenSearch is not available: {reason}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} (CI=true: failing instead of skipping)", pytrace=False)
+    print(f"\n{message}")  # shown with -s or -rs; the skip reason says it too
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def opensearch_session() -> Iterator[OpenSearchNode]:
+    """The session's node (started on first use); prefer ``opensearch``, which restarts it."""
+    try:
+        find_java()
+        ensure_artifacts()
+    except (JavaNotFoundError, ArtifactError) as exc:
+        _unavailable(str(exc))
+    node = OpenSearchNode()
+    node.start()
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def opensearch(opensearch_session: OpenSearchNode) -> OpenSearchNode:
+    """The session's running node: ``.url``, ``.stop()``, ``.start()``, ``.restart()``.
+
+    If an earlier test left it stopped (an outage test that failed half-way), it is started
+    again here, on the same port with the same data.
+    """
+    if not opensearch_session.is_running:
+        opensearch_session.start()
+    return opensearch_session
+
+
+@pytest.fixture
+def opensearch_index(opensearch: OpenSearchNode, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A unique index name for this test (not created); the index is deleted afterwards."""
+    test = re.sub(r"[^a-z0-9_-]", "-", request.node.name.lower())[:60].strip("-_")
+    name = f"kafkalog-{test}-{uuid.uuid4().hex[:8]}"
+    yield name
+    if opensearch.is_running:
+        opensearch.request("DELETE", f"/{name}*")
