@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 from broker.kraft import KafkaBroker, KafkaCluster, create_topic
-from search_fixtures import opensearch, opensearch_index, opensearch_session  # noqa: F401
+from search_fixtures import (  # noqa: F401 (fixtures, found by name)
+    opensearch,
+    opensearch_index,
+    opensearch_session,
+    opensearch_tls,
+    opensearch_tls_session,
+)
 
 EXTERNAL_BOOTSTRAP_ENV = "KAFKALOG_TEST_BOOTSTRAP"
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"

@@ -3,6 +3,8 @@
 ``opensearch`` is one node for the whole session (started on first use, so tests that do not
 ask for it never need Java 17). Each test gets it running: a test may stop it, kill it or
 restart it (an outage), and the next test finds it up again, with the same port and data.
+``opensearch_tls`` is the same node behind HTTPS with basic auth or an API key (a proxy: see
+``search/tlsproxy.py``), for the sink's security tests.
 
 Without a usable Java or the jars (no Maven, no network on first use) the tests that ask for
 OpenSearch skip, saying why, on a developer's machine; under ``CI=true`` they fail instead,
@@ -17,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from broker.tls import make_pki
 from search.opensearch import (
     ArtifactError,
     JavaNotFoundError,
@@ -24,8 +27,15 @@ from search.opensearch import (
     ensure_artifacts,
     find_java,
 )
+from search.tlsproxy import TlsAuthProxy
 
-__all__ = ["opensearch", "opensearch_index", "opensearch_session"]
+__all__ = [
+    "opensearch",
+    "opensearch_index",
+    "opensearch_session",
+    "opensearch_tls",
+    "opensearch_tls_session",
+]
 
 
 def _unavailable(reason: str) -> None:
@@ -39,11 +49,14 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def opensearch_session() -> Iterator[OpenSearchNode]:
     """The session's node (started on first use); prefer ``opensearch``, which restarts it."""
+    reason = None
     try:
         find_java()
         ensure_artifacts()
     except (JavaNotFoundError, ArtifactError) as exc:
-        _unavailable(str(exc))
+        reason = str(exc)
+    if reason is not None:
+        _unavailable(reason)
     node = OpenSearchNode()
     node.start()
     try:
@@ -72,3 +85,31 @@ def opensearch_index(opensearch: OpenSearchNode, request: pytest.FixtureRequest)
     yield name
     if opensearch.is_running:
         opensearch.request("DELETE", f"/{name}*")
+
+
+@pytest.fixture(scope="session")
+def opensearch_tls_session(
+    opensearch_session: OpenSearchNode, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsAuthProxy]:
+    """The session's HTTPS endpoint in front of the session's node; prefer ``opensearch_tls``."""
+    pki = make_pki(tmp_path_factory.mktemp("opensearch-tls"))
+    proxy = TlsAuthProxy(
+        lambda: opensearch_session.url,
+        cert_file=pki.broker_cert, key_file=pki.broker_key,
+        ca_file=pki.ca_cert, other_ca_file=pki.other_ca_cert,
+    )  # fmt: skip
+    with proxy:
+        yield proxy
+
+
+@pytest.fixture
+def opensearch_tls(
+    opensearch: OpenSearchNode, opensearch_tls_session: TlsAuthProxy
+) -> TlsAuthProxy:
+    """HTTPS on 127.0.0.1 with a test CA, in front of the running session node.
+
+    ``.url``, ``.ca_file`` (the CA to trust), ``.other_ca_file`` (a CA that signed nothing
+    here), ``.username`` and ``.password`` (basic auth), ``.api_key`` (for
+    ``Authorization: ApiKey <api_key>``). Anything else gets 401.
+    """
+    return opensearch_tls_session

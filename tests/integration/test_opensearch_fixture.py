@@ -1,16 +1,25 @@
 """The OpenSearch test harness itself: the server the sink's tests rely on behaves like one.
 
 It indexes and returns documents, keeps them across a stop and a crash, comes back on the same
-port, and runs as an unprivileged user when the suite runs as root.
+port, and runs as an unprivileged user when the suite runs as root. Its HTTPS endpoint lets in
+the right password or API key only, and a client that does not trust its CA fails.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pwd
+import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import pytest
 from search.opensearch import OPENSEARCH_VERSION, OpenSearchNode
+from search.tlsproxy import TlsAuthProxy
 
 
 def _index(node: OpenSearchNode, index: str, doc_id: str, doc: dict[str, object]) -> None:
@@ -99,3 +108,81 @@ def test_the_server_runs_unprivileged(opensearch: OpenSearchNode) -> None:
         assert uid == os.geteuid()
     rss = opensearch.rss_bytes()
     assert rss is not None and rss > 0
+
+
+# --------------------------------------------------------------------------- TLS and auth
+
+
+def _https(
+    proxy: TlsAuthProxy, path: str, *, cafile: Path | None, authorization: str | None
+) -> tuple[int, dict[str, Any]]:
+    context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+    headers = {"Authorization": authorization} if authorization else {}
+    req = urllib.request.Request(proxy.url + path, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30, context=context) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def test_tls_endpoint_serves_the_node_to_the_right_password(
+    opensearch_tls: TlsAuthProxy,
+) -> None:
+    assert opensearch_tls.url.startswith("https://127.0.0.1:")
+    auth = _basic(opensearch_tls.username, opensearch_tls.password)
+    status, body = _https(opensearch_tls, "/", cafile=opensearch_tls.ca_file, authorization=auth)
+    assert status == 200
+    assert body["version"]["number"] == OPENSEARCH_VERSION
+
+
+def test_tls_endpoint_takes_the_api_key(opensearch_tls: TlsAuthProxy) -> None:
+    status, body = _https(
+        opensearch_tls, "/_cluster/health", cafile=opensearch_tls.ca_file,
+        authorization=f"ApiKey {opensearch_tls.api_key}",
+    )  # fmt: skip
+    assert status == 200
+    assert body["status"] == "green"
+
+
+def test_tls_endpoint_refuses_a_wrong_password_or_none(opensearch_tls: TlsAuthProxy) -> None:
+    forwarded = opensearch_tls.forwarded
+    for authorization in (
+        _basic(opensearch_tls.username, opensearch_tls.password + "x"),
+        _basic("somebody-else", opensearch_tls.password),
+        "ApiKey " + base64.b64encode(b"key:wrong").decode(),
+        None,
+    ):
+        status, body = _https(
+            opensearch_tls, "/", cafile=opensearch_tls.ca_file, authorization=authorization
+        )
+        assert status == 401, authorization
+        assert body["error"]["type"] == "security_exception"
+    assert opensearch_tls.forwarded == forwarded  # nothing reached the node
+
+
+def test_tls_endpoint_fails_verification_against_an_unknown_ca(
+    opensearch_tls: TlsAuthProxy,
+) -> None:
+    auth = _basic(opensearch_tls.username, opensearch_tls.password)
+    assert opensearch_tls.other_ca_file is not None
+    for cafile in (opensearch_tls.other_ca_file, None):  # another CA; the system's CAs
+        with pytest.raises(urllib.error.URLError) as info:
+            _https(opensearch_tls, "/", cafile=cafile, authorization=auth)
+        assert isinstance(info.value.reason, ssl.SSLCertVerificationError)
+
+
+def test_tls_endpoint_answers_502_while_the_node_is_down_and_recovers(
+    opensearch: OpenSearchNode, opensearch_tls: TlsAuthProxy
+) -> None:
+    auth = _basic(opensearch_tls.username, opensearch_tls.password)
+    opensearch.stop()
+    status, body = _https(opensearch_tls, "/", cafile=opensearch_tls.ca_file, authorization=auth)
+    assert status == 502, body
+    opensearch.start()
+    status, _ = _https(opensearch_tls, "/", cafile=opensearch_tls.ca_file, authorization=auth)
+    assert status == 200
