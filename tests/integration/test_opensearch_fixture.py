@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from search.opensearch import OPENSEARCH_VERSION, OpenSearchNode
+from search.artifacts import _artifact_name
+from search.opensearch import OPENSEARCH_VERSION, OpenSearchNode, ensure_artifacts
 from search.tlsproxy import TlsAuthProxy
 
 
@@ -186,3 +187,32 @@ def test_tls_endpoint_answers_502_while_the_node_is_down_and_recovers(
     opensearch.start()
     status, _ = _https(opensearch_tls, "/", cafile=opensearch_tls.ca_file, authorization=auth)
     assert status == 200
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+@pytest.mark.parametrize(
+    ("jar", "name"),
+    [
+        ("netty-codec-http-4.1.135.Final.jar", "netty-codec-http"),
+        ("opensearch-2.19.6.jar", "opensearch"),
+        ("zstd-jni-1.5.5-5.jar", "zstd-jni"),
+        ("HdrHistogram-2.2.2.jar", "HdrHistogram"),
+        ("log4j-api-2.25.4.jar", "log4j-api"),
+        ("asm-analysis-9.7.jar", "asm-analysis"),
+    ],
+)
+def test_a_jar_is_known_by_its_name_without_the_version(jar: str, name: str) -> None:
+    # A module's copy of a jar already in lib/ is dropped by this name (else: jar hell).
+    assert _artifact_name(jar) == name
+
+
+def test_the_cached_modules_hold_no_jar_of_lib() -> None:
+    root = ensure_artifacts()
+    in_lib = {_artifact_name(p.name) for p in (root / "lib").glob("*.jar")}
+    assert "log4j-core" in in_lib
+    for module in (root / "modules").iterdir():
+        assert (module / "plugin-descriptor.properties").is_file()
+        assert (module / "plugin-security.policy").is_file()
+        assert not {_artifact_name(p.name) for p in module.glob("*.jar")} & in_lib, module

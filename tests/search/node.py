@@ -165,6 +165,19 @@ class OpenSearchNode:
                     return int(line.split()[1]) * 1024
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the JVM has used so far, or ``None`` if not running."""
+        pid = self.pid
+        if pid is None:
+            return None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        # Fields after the command name (which may hold spaces) close with ')'.
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 120.0) -> OpenSearchNode:

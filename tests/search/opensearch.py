@@ -86,6 +86,7 @@ def _measure() -> int:
         started = time.monotonic()
         node.start()
         green = time.monotonic() - started
+        cpu = node.cpu_seconds() or 0.0
         rss = node.rss_bytes() or 0
         status, _ = node.request("PUT", "/measure/_doc/1?refresh=true", {"message": "hello"})
         rss_after = node.rss_bytes() or 0
@@ -95,7 +96,8 @@ def _measure() -> int:
     finally:
         node.close()
     print(
-        f"java {java.major} ({java.path}): green in {green:.1f}s, RSS {rss / 2**20:.0f} MiB "
+        f"java {java.major} ({java.path}): green in {green:.1f}s ({cpu:.1f}s of CPU), "
+        f"RSS {rss / 2**20:.0f} MiB "
         f"at green and {rss_after / 2**20:.0f} MiB after one document (HTTP {status}), "
         f"stopped in {stopped:.1f}s"
     )
