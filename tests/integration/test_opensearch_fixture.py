@@ -216,3 +216,29 @@ def test_the_cached_modules_hold_no_jar_of_lib() -> None:
         assert (module / "plugin-descriptor.properties").is_file()
         assert (module / "plugin-security.policy").is_file()
         assert not {_artifact_name(p.name) for p in module.glob("*.jar")} & in_lib, module
+
+
+def test_opensearch_py_bulk_indexes_through_the_tls_endpoint(
+    opensearch_tls: TlsAuthProxy, opensearch_index: str
+) -> None:
+    # The client the sink uses, configured as a user would: https, a CA file, credentials.
+    opensearchpy = pytest.importorskip("opensearchpy")
+    helpers = pytest.importorskip("opensearchpy.helpers")
+    by_password = opensearchpy.OpenSearch(
+        [opensearch_tls.url], http_auth=(opensearch_tls.username, opensearch_tls.password),
+        use_ssl=True, verify_certs=True, ca_certs=str(opensearch_tls.ca_file), timeout=30,
+    )  # fmt: skip
+    actions = ({"_index": opensearch_index, "_id": str(i), "n": i} for i in range(100))
+    ok, errors = helpers.bulk(by_password, actions, refresh=True)
+    assert (ok, errors) == (100, [])
+    by_key = opensearchpy.OpenSearch(
+        [opensearch_tls.url], headers={"Authorization": f"ApiKey {opensearch_tls.api_key}"},
+        use_ssl=True, verify_certs=True, ca_certs=str(opensearch_tls.ca_file), timeout=30,
+    )  # fmt: skip
+    assert by_key.count(index=opensearch_index)["count"] == 100
+    wrong = opensearchpy.OpenSearch(
+        [opensearch_tls.url], http_auth=(opensearch_tls.username, "wrong"),
+        use_ssl=True, verify_certs=True, ca_certs=str(opensearch_tls.ca_file), timeout=30,
+    )  # fmt: skip
+    with pytest.raises(opensearchpy.AuthenticationException):
+        wrong.info()
