@@ -82,6 +82,9 @@ def test_a_stop_and_a_start_keep_the_data_and_the_port(
     url = opensearch.url
     opensearch.stop()
     assert not opensearch.is_running
+    with pytest.raises(urllib.error.URLError) as refused:  # what a client sees in an outage
+        opensearch.request("GET", "/", timeout=5)
+    assert isinstance(refused.value.reason, ConnectionRefusedError)
     opensearch.start()
     assert opensearch.url == url
     assert _get(opensearch, opensearch_index, "kept") == {"message": "before the stop"}
@@ -94,7 +97,7 @@ def test_a_crash_keeps_acknowledged_data(
     status, body = opensearch.request("PUT", f"/{opensearch_index}/_doc/acked", {"n": 1})
     assert status == 201, body
     opensearch.kill()
-    opensearch.start()
+    opensearch.restart(down_for=0.5)  # the outage helper: down, then up on the same port
     assert _get(opensearch, opensearch_index, "acked") == {"n": 1}
 
 
