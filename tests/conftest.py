@@ -19,6 +19,7 @@ import pytest
 from broker.kraft import KafkaBroker, KafkaCluster, create_topic
 from search_fixtures import (  # noqa: F401 (fixtures, found by name)
     opensearch,
+    opensearch_artifacts,
     opensearch_index,
     opensearch_session,
     opensearch_tls,

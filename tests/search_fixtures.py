@@ -17,6 +17,8 @@ import os
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from broker.tls import make_pki
@@ -31,6 +33,7 @@ from search.tlsproxy import TlsAuthProxy
 
 __all__ = [
     "opensearch",
+    "opensearch_artifacts",
     "opensearch_index",
     "opensearch_session",
     "opensearch_tls",
@@ -38,7 +41,7 @@ __all__ = [
 ]
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     message = f"OpenSearch is not available: {reason}"
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{message} (CI=true: failing instead of skipping)", pytrace=False)
@@ -47,16 +50,20 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def opensearch_session() -> Iterator[OpenSearchNode]:
-    """The session's node (started on first use); prefer ``opensearch``, which restarts it."""
-    reason = None
+def opensearch_artifacts() -> Path:
+    """The directory of OpenSearch's ``lib/`` and ``modules/`` (downloaded on first use)."""
     try:
         find_java()
-        ensure_artifacts()
+        return ensure_artifacts()
     except (JavaNotFoundError, ArtifactError) as exc:
+        # Skipped or failed outside the except block: no "during handling" chain to read.
         reason = str(exc)
-    if reason is not None:
-        _unavailable(reason)
+    _unavailable(reason)
+
+
+@pytest.fixture(scope="session")
+def opensearch_session(opensearch_artifacts: Path) -> Iterator[OpenSearchNode]:
+    """The session's node (started on first use); prefer ``opensearch``, which restarts it."""
     node = OpenSearchNode()
     node.start()
     try:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from search.artifacts import _artifact_name
-from search.opensearch import OPENSEARCH_VERSION, OpenSearchNode, ensure_artifacts
+from search.opensearch import OPENSEARCH_VERSION, OpenSearchNode
 from search.tlsproxy import TlsAuthProxy
 
 
@@ -211,8 +211,8 @@ def test_a_jar_is_known_by_its_name_without_the_version(jar: str, name: str) -> 
     assert _artifact_name(jar) == name
 
 
-def test_the_cached_modules_hold_no_jar_of_lib() -> None:
-    root = ensure_artifacts()
+def test_the_cached_modules_hold_no_jar_of_lib(opensearch_artifacts: Path) -> None:
+    root = opensearch_artifacts
     in_lib = {_artifact_name(p.name) for p in (root / "lib").glob("*.jar")}
     assert "log4j-core" in in_lib
     for module in (root / "modules").iterdir():
