@@ -1,4 +1,4 @@
-"""Shared fixtures: real Kafka brokers for the integration tests.
+"""Shared fixtures: real Kafka brokers (and OpenSearch, from search_fixtures) for the tests.
 
 Brokers start lazily, only when a test requests one of these fixtures, so the unit
 tests never need Java. Set ``KAFKALOG_TEST_BOOTSTRAP=host:port`` to run against an
@@ -17,6 +17,14 @@ from pathlib import Path
 
 import pytest
 from broker.kraft import KafkaBroker, KafkaCluster, create_topic
+from search_fixtures import (  # noqa: F401 (fixtures, found by name)
+    opensearch,
+    opensearch_artifacts,
+    opensearch_index,
+    opensearch_session,
+    opensearch_tls,
+    opensearch_tls_session,
+)
 
 EXTERNAL_BOOTSTRAP_ENV = "KAFKALOG_TEST_BOOTSTRAP"
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
