@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog.diagnostics import log
 from kafkalog.errors import TransportError
@@ -36,13 +36,16 @@ from kafkalog.transports.confluent_config import (
     producer_properties,
 )
 from kafkalog.transports.confluent_errors import (
+    INVALID_TOPIC_CODES,
     PURGE_CODES,
     RETRIABLE_CODES,
+    UNKNOWN_TOPIC_CODES,
     classify,
     classify_error,
     security_error,
 )
-from kafkalog.transports.errors import not_acknowledged
+from kafkalog.transports.errors import TopicMissingError, invalid_topic, not_acknowledged
+from kafkalog.transports.reach import ReachCheck, summary
 
 # The names this module had before its settings and errors had modules of their own.
 __all__ = [
@@ -63,6 +66,12 @@ _CLOSE_WAIT_S = 1.0
 _PURGE_REPORT_WAIT_S = 0.5
 # At the end of an attempt, how long records already sent may still be acknowledged.
 _IN_FLIGHT_GRACE_S = 0.5
+# A send with nothing acknowledged after this long asks the cluster about the topic (once),
+# waiting at most _METADATA_WAIT_S: librdkafka would hold records for a missing topic, or while
+# no broker answers, until the attempt's end (request_timeout_ms), and say nothing of why.
+# kafka-python waits as long for metadata (its max_block_ms) and for a connection.
+_STUCK_CHECK_S = 1.0
+_METADATA_WAIT_S = 1.0
 
 
 _PURGED = TransportError("taken back at the end of the attempt", retriable=True,
@@ -138,6 +147,9 @@ class ConfluentTransport(BaseTransport):
         self._fatal = False
         self._last_client_error: str | None = None
         self._last_client_code: int | None = None
+        # Why the cluster does not answer, once a send found that it does not (None: it does).
+        self._unreachable: TransportError | None = None
+        self._reach: ReachCheck | None = None
 
     def producer_settings(self) -> dict[str, Any]:
         """The librdkafka properties kafkalog gives the producer (``producer_config`` last)."""
@@ -165,6 +177,8 @@ class ConfluentTransport(BaseTransport):
             self._reports = []
             self._fatal = False
             self._last_client_error = self._last_client_code = None
+            # Tried alongside the first connection: why the servers do not answer, if not.
+            self._reach = ReachCheck(self._config.bootstrap_servers)
             self._new_client()
         return producer
 
@@ -197,15 +211,25 @@ class ConfluentTransport(BaseTransport):
         outcome = _Outcome(len(records), topic, self._login)
         current = self._current
         current.outcome = outcome
+        stuck: TransportError | None = None  # why the attempt was ended early, if it was
         try:
             held = self._produce(producer, records, topic, partition, outcome)
             # flush() makes librdkafka send at once and serves the failure reports; it waits in
             # slices so that interrupt() is noticed promptly. It returns what librdkafka still
             # holds: 0 means every record has been acknowledged or reported as failed.
+            check_at = self._clock() + _STUCK_CHECK_S
             for wait_s in self._slices(deadline):
                 if held <= 0:
                     break
+                if self._unreachable is not None and self.hurried.is_set():
+                    stuck = self._unreachable  # known down, and a caller waits: spill now
+                    break
                 held = producer.flush(wait_s)
+                if held > 0 and self._clock() >= check_at:
+                    check_at = float("inf")
+                    stuck = self._why_stuck(producer, topic)
+                    if stuck is not None:
+                        break
             if held > 0:
                 # Out of time: take back what was never sent (certainly not delivered), and give
                 # what is on the wire a short grace to be acknowledged: a record purged in
@@ -219,7 +243,10 @@ class ConfluentTransport(BaseTransport):
         finally:
             current.outcome = None
         results = outcome.results
-        if held > 0:
+        if stuck is not None:
+            # Ended early for a known cause: say it for every record without another result.
+            results = [stuck if r is None or r is _PURGED else r for r in results]
+        elif held > 0:
             # librdkafka still holds something after the purge and its grace: a record
             # without a failure report may have been delivered or not. Resending it is the
             # safe side (a possible duplicate, never a loss).
@@ -233,6 +260,7 @@ class ConfluentTransport(BaseTransport):
         elif not any(results):
             # All delivered: an old error no longer applies.
             self._last_client_error = self._last_client_code = None
+            self._unreachable = None
         del producer  # so that a discarded producer is destroyed off this thread
         if self._fatal or held > 0:
             # Fatal: the idempotent producer's state is broken for good. Held: librdkafka
@@ -240,6 +268,40 @@ class ConfluentTransport(BaseTransport):
             # the one way to be sure it does not deliver them as well.
             self._discard_producer()
         return results
+
+    def _why_stuck(self, producer: confluent_kafka.Producer, topic: str) -> TransportError | None:
+        """Nothing acknowledged yet: ask the cluster about ``topic``. The error that ends the
+        attempt now (no broker answers; the topic is missing or refused), or None (wait on).
+
+        Judged by librdkafka's error codes: a metadata request that fails at all means no
+        broker answered it; an answer carries the topic's own error code.
+        """
+        try:
+            metadata = producer.list_topics(topic, timeout=_METADATA_WAIT_S)
+        except KafkaException:
+            self._unreachable = self._not_connected()
+            return self._unreachable
+        except Exception:
+            log.debug("asking for the metadata of %s", topic, exc_info=True)
+            return None
+        self._unreachable = None
+        found = metadata.topics.get(topic)
+        err = found.error if found is not None else None
+        if not isinstance(err, KafkaError):
+            return None  # the topic is there: records are merely slow
+        if err.code() in UNKNOWN_TOPIC_CODES:
+            return TopicMissingError.on(topic, self._config.bootstrap_servers)
+        if err.code() in INVALID_TOPIC_CODES:
+            return invalid_topic(topic, err.name())
+        return None
+
+    def _not_connected(self) -> TransportError:
+        """No broker answers: why, server by server (and librdkafka's last word)."""
+        findings = self._reach.findings() if self._reach is not None else []
+        cause, where = summary(findings)
+        last = f" (last client error: {self._last_client_error})" if self._last_client_error else ""
+        return TransportError(f"no broker answers: {where}{last}", retriable=True,
+                              cause_name=cause)
 
     def _produce(
         self,
