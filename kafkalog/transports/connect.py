@@ -11,6 +11,7 @@ from typing import Any
 import kafka
 import kafka.errors
 
+from kafkalog.diagnostics import quiet_client_logs
 from kafkalog.transports.reach import ReachCheck
 
 # Producers a forked child inherited: kept alive so that their __del__ never runs there.
@@ -96,6 +97,7 @@ class ConnectAttempt:
     def __init__(
         self, settings: dict[str, Any], is_refusal: Callable[[BaseException], bool]
     ) -> None:
+        quiet_client_logs()  # its log lines go to kafkalog's summary, not the console
         # Why the servers do not answer, if they do not: tried alongside, for the messages.
         self.reach = ReachCheck(list(settings.get("bootstrap_servers") or ()))
         self.done = threading.Event()
@@ -148,9 +150,9 @@ def watch_topic_errors(producer: Any, sink: dict[str, type[BaseException]]) -> b
     the broker's error code per topic (as kafka-python's error type) lets the transport say
     which. Built on kafka-python 3's ``ClusterMetadata``; False if its internals differ.
     """
-    metadata = getattr(producer, "_metadata", None)
+    metadata: Any = getattr(producer, "_metadata", None)
     update = getattr(metadata, "update_metadata", None)
-    if update is None:
+    if metadata is None or update is None:
         return False
 
     def update_metadata(response: Any) -> Any:
