@@ -37,13 +37,13 @@ from kafkalog.transports.confluent_config import (
 )
 from kafkalog.transports.confluent_errors import (
     INVALID_TOPIC_CODES,
-    PURGE_CODES,
     RETRIABLE_CODES,
     UNKNOWN_TOPIC_CODES,
     classify,
     classify_error,
     security_error,
 )
+from kafkalog.transports.confluent_reports import PURGED, Current, Outcome, Report
 from kafkalog.transports.errors import TopicMissingError, invalid_topic, not_acknowledged
 from kafkalog.transports.reach import ReachCheck, summary
 
@@ -74,64 +74,6 @@ _STUCK_CHECK_S = 1.0
 _METADATA_WAIT_S = 1.0
 
 
-_PURGED = TransportError("taken back at the end of the attempt", retriable=True,
-                         cause_name="_PURGE_QUEUE")
-
-
-class _Outcome:
-    """Results of one send(): None (delivered) unless a delivery callback reports a failure.
-
-    The producer runs with ``delivery.report.only.error``, so librdkafka's successes never reach
-    Python; a record with no failure report is delivered once librdkafka holds nothing more.
-    """
-
-    __slots__ = ("login", "purged", "results", "topic")
-
-    def __init__(self, count: int, topic: str, login: str | None) -> None:
-        self.results: list[TransportError | None] = [None] * count
-        self.purged = 0
-        self.topic = topic
-        self.login = login
-
-    def failed(self, index: int, err: KafkaError | None) -> None:
-        if err is None:
-            return  # a success: delivered is what results already says
-        if err.code() in PURGE_CODES:
-            self.results[index] = _PURGED  # send() says why: the client's last error
-            self.purged += 1
-        else:
-            self.results[index] = classify_error(err, topic=self.topic, login=self.login)
-
-
-class _Current:
-    """Which send() the delivery callbacks of one producer report to (None between sends)."""
-
-    __slots__ = ("outcome",)
-
-    def __init__(self) -> None:
-        self.outcome: _Outcome | None = None
-
-
-class _Report:
-    """The delivery callback of the record at ``index`` of whichever batch is being sent.
-
-    One per position, made once per producer and reused by every send(): a new callable per
-    record (and the dict produce_batch() wants) kept tens of thousands of young objects alive
-    per batch, and the garbage collector's passes over them cost more than the sending.
-    """
-
-    __slots__ = ("current", "index")
-
-    def __init__(self, current: _Current, index: int) -> None:
-        self.current = current
-        self.index = index
-
-    def __call__(self, err: KafkaError | None, _msg: object) -> None:
-        outcome = self.current.outcome
-        if outcome is not None:  # else a report after send() returned: the worker has acted
-            outcome.failed(self.index, err)
-
-
 class ConfluentTransport(BaseTransport):
     """A :class:`~kafkalog.transports.base.Transport` over ``confluent_kafka.Producer``
     (librdkafka).
@@ -141,9 +83,9 @@ class ConfluentTransport(BaseTransport):
 
     def _setup(self) -> None:
         self._producer: confluent_kafka.Producer | None = None
-        # The current producer's delivery callbacks, one per position in a batch (see _Report).
-        self._current = _Current()
-        self._reports: list[_Report] = []
+        # The current producer's delivery callbacks, one per position in a batch (see Report).
+        self._current = Current()
+        self._reports: list[Report] = []
         self._fatal = False
         self._last_client_error: str | None = None
         self._last_client_code: int | None = None
@@ -173,7 +115,7 @@ class ConfluentTransport(BaseTransport):
             self._producer = producer
             # New callbacks too: a report from the old producer (being destroyed on another
             # thread) can never land in this one's results.
-            self._current = _Current()
+            self._current = Current()
             self._reports = []
             self._fatal = False
             self._last_client_error = self._last_client_code = None
@@ -208,7 +150,7 @@ class ConfluentTransport(BaseTransport):
             return [err] * len(records)
         topic, pinned = self._destination(topic)
         partition = -1 if pinned is None else pinned  # -1: librdkafka's partitioner decides
-        outcome = _Outcome(len(records), topic, self._login)
+        outcome = Outcome(len(records), topic, self._login)
         current = self._current
         current.outcome = outcome
         stuck: TransportError | None = None  # why the attempt was ended early, if it was
@@ -245,18 +187,18 @@ class ConfluentTransport(BaseTransport):
         results = outcome.results
         if stuck is not None:
             # Ended early for a known cause: say it for every record without another result.
-            results = [stuck if r is None or r is _PURGED else r for r in results]
+            results = [stuck if r is None or r is PURGED else r for r in results]
         elif held > 0:
             # librdkafka still holds something after the purge and its grace: a record
             # without a failure report may have been delivered or not. Resending it is the
             # safe side (a possible duplicate, never a loss).
             timeout = self._timeout_error()
-            results = [timeout if r is None or r is _PURGED else r for r in results]
+            results = [timeout if r is None or r is PURGED else r for r in results]
         elif outcome.purged:
             # Reports that only say "purged": name the client's last error instead (a refused
             # connection, a failed TLS handshake or login).
             timeout = self._timeout_error()
-            results = [timeout if r is _PURGED else r for r in results]
+            results = [timeout if r is PURGED else r for r in results]
         elif not any(results):
             # All delivered: an old error no longer applies.
             self._last_client_error = self._last_client_code = None
@@ -309,7 +251,7 @@ class ConfluentTransport(BaseTransport):
         records: Sequence[OutRecord],
         topic: str,
         partition: int,
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> int:
         """Hand ``records`` to librdkafka; return how much it holds (0: nothing was queued).
 
@@ -320,7 +262,7 @@ class ConfluentTransport(BaseTransport):
         reports = self._reports
         if len(reports) < len(records):
             current = self._current
-            reports.extend(_Report(current, i) for i in range(len(reports), len(records)))
+            reports.extend(Report(current, i) for i in range(len(reports), len(records)))
         produce = producer.produce
         refused = 0
         for (value, key), report in zip(records, reports, strict=False):  # reports may be longer
