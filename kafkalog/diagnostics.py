@@ -118,6 +118,8 @@ class _ClientLogs:
     def quiet(self) -> None:
         with self.lock:
             source = logging.getLogger(CLIENT_LOGGER_NAME)
+            if self.summary is not None and self.summary not in source.handlers:
+                self.shown = True  # somebody took it off (dictConfig does): theirs from now on
             if self.shown or self.configured_by_user(source):
                 self.undo(source)
                 return
