@@ -123,7 +123,8 @@ def test_an_invalid_topic_is_refused_for_good_with_the_reason(known: type | None
         err = transport._classify(kafka.errors.KafkaTimeoutError())
     assert not err.retriable
     assert err.cause_name == "InvalidTopic"
-    assert "refuses topic '__consumer_offsets' as invalid for writing (InvalidTopicError" in str(err)
+    assert "refuses topic '__consumer_offsets' as invalid for writing (InvalidTopicError" \
+        in str(err)
 
 
 def test_librdkafka_s_invalid_topic_code_is_refused_with_the_reason() -> None:
