@@ -93,6 +93,19 @@ def fresh_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
+def no_auto_create_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A started broker of the test's own with ``auto.create.topics.enable=false``."""
+    _require_managed()
+    broker = KafkaBroker(tmp_path / "no-auto-create",
+                         config={"auto.create.topics.enable": "false"})
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop(kill=True)
+
+
+@pytest.fixture
 def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     """A started 3-node KRaft cluster (RF 3, min.insync.replicas 2) of the test's own."""
     _require_managed()

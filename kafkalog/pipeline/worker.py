@@ -338,6 +338,8 @@ class BatchWorker:
         try:
             self._retrying(attempt)
         except TransportError as err:
+            if err.retriable:  # retries ended without one: the warning must still say why
+                self._outage.warn(err)
             self._give_up(pending, numbers, err)
         except Exception as exc:  # a transport must not raise, but if it does, nothing is lost
             self._give_up(pending, numbers,

@@ -45,7 +45,7 @@ from kafkalog.transports.confluent_errors import (
 )
 from kafkalog.transports.confluent_reports import PURGED, Current, Outcome, Report
 from kafkalog.transports.errors import TopicMissingError, invalid_topic, not_acknowledged
-from kafkalog.transports.reach import ReachCheck, summary
+from kafkalog.transports.reach import NETWORK_KINDS, ReachCheck, summary
 
 # The names this module had before its settings and errors had modules of their own.
 __all__ = [
@@ -72,6 +72,8 @@ _IN_FLIGHT_GRACE_S = 0.5
 # kafka-python waits as long for metadata (its max_block_ms) and for a connection.
 _STUCK_CHECK_S = 1.0
 _METADATA_WAIT_S = 1.0
+# How long the worker waits for the servers to be tried when no broker answers.
+_REACH_WAIT_S = 0.5
 
 
 class ConfluentTransport(BaseTransport):
@@ -239,9 +241,16 @@ class ConfluentTransport(BaseTransport):
 
     def _not_connected(self) -> TransportError:
         """No broker answers: why, server by server (and librdkafka's last word)."""
-        findings = self._reach.findings() if self._reach is not None else []
+        reach = self._reach
+        if reach is None or reach.done.is_set():
+            # Found before the cluster went away, or never: try the servers again now.
+            reach = self._reach = ReachCheck(self._config.bootstrap_servers)
+        reach.done.wait(_REACH_WAIT_S)  # a refused port or a bad name is known at once
+        findings = reach.findings()
         cause, where = summary(findings)
-        last = f" (last client error: {self._last_client_error})" if self._last_client_error else ""
+        named = any(f.kind in NETWORK_KINDS for f in findings)  # else librdkafka may say why
+        last = self._last_client_error
+        last = f" (last client error: {last})" if last and not named else ""
         return TransportError(f"no broker answers: {where}{last}", retriable=True,
                               cause_name=cause)
 

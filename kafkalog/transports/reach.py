@@ -50,6 +50,8 @@ _TEXTS = {
     "accepts": "{server}: accepts TCP connections, but the Kafka bootstrap has not completed "
     "(is it a Kafka listener, with the right security_protocol?)",
 }
+# The kinds that are a network failure of their own (a cause found, not a wait).
+NETWORK_KINDS = frozenset({"dns", "refused", "timeout", "unreachable"})
 # The kind that names an attempt's cause (and keys its rate-limited warning), most telling first.
 CAUSE_NAMES = {
     "dns": "NameNotResolved",
