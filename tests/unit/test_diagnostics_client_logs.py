@@ -30,8 +30,12 @@ def app_console() -> Iterator[Collect]:
     saved = [(each, each.level, list(each.handlers), each.propagate, each.disabled)
              for each in kafka_loggers]
     state = diagnostics._client_logs
-    fresh = diagnostics._ClientLogs()
-    diagnostics._client_logs = fresh
+    diagnostics._client_logs = diagnostics._ClientLogs()
+    for each in kafka_loggers:  # as kafka-python leaves them (earlier tests built clients)
+        each.setLevel(logging.NOTSET)
+        each.handlers[:] = [h for h in each.handlers if type(h) is logging.NullHandler]
+        each.propagate = True
+        each.disabled = False
     console = Collect()
     logging.root.addHandler(console)
     try:
