@@ -5,13 +5,12 @@ servers do not answer, kafka-python's own log lines, and sync_level while the br
 from __future__ import annotations
 
 import logging
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from broker.kraft import KafkaBroker, create_topic, free_port
 from kafka_read import consume, values
 
-from kafkalog import ConfigError, KafkaHandler, diagnostics
+from kafkalog import ConfigError, KafkaHandler
 
 # The application: the console is the root logger's (basicConfig), as a user would set it up.
 # It logs, waits (bounded) until everything is spilled, signals with a file, waits for the go
@@ -103,23 +102,6 @@ def test_a_missing_topic_is_named_once_and_its_records_arrive_once_it_is_created
     assert _client_lines(err) == []  # kafka-python's "Topic not found" lines stay off it
 
 
-@pytest.fixture
-def warnings_heard() -> Iterator[list[str]]:
-    """kafkalog's diagnostics, as text, while the test runs."""
-    heard: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            heard.append(record.getMessage())
-
-    collect = Collect()
-    diagnostics.log.addHandler(collect)
-    try:
-        yield heard
-    finally:
-        diagnostics.log.removeHandler(collect)
-
-
 def test_a_topic_kafka_refuses_as_invalid_is_dead_lettered_with_the_reason(
     kafka_broker: Any, transport_name: str, tmp_path: Path, logger: logging.Logger,
     warnings_heard: list[str],
@@ -141,31 +123,6 @@ def test_a_topic_kafka_refuses_as_invalid_is_dead_lettered_with_the_reason(
     print("\n".join(refused))
     assert refused and "Kafka refuses topic '__consumer_offsets' as invalid" in refused[0]
     assert "dead-letter" in refused[0]
-
-
-@pytest.fixture
-def silent_address() -> Iterator[str]:
-    """127.0.0.1:port whose accept backlog is full: connects there get no answer, as with an
-    unroutable address (which a test may not use: only 127.0.0.1)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(0)
-    held: list[socket.socket] = []
-    for _ in range(8):
-        client = socket.socket()
-        client.settimeout(0.3)
-        try:
-            client.connect(server.getsockname())
-        except TimeoutError:
-            client.close()
-            break
-        held.append(client)
-    else:
-        pytest.skip("the accept backlog never filled on this system")
-    yield f"127.0.0.1:{server.getsockname()[1]}"
-    for client in held:
-        client.close()
-    server.close()
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import logging.handlers
 from collections.abc import Iterator
 
 import pytest
@@ -13,17 +14,16 @@ from kafkalog import diagnostics
 from kafkalog.diagnostics import ClientLogSummary, quiet_client_logs, show_client_logs
 
 
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
+class Console(logging.handlers.BufferingHandler):
+    """The application's console, as "logger: message" lines."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.name}: {record.getMessage()}")
+    @property
+    def messages(self) -> list[str]:
+        return [f"{record.name}: {record.getMessage()}" for record in self.buffer]
 
 
 @pytest.fixture
-def app_console() -> Iterator[Collect]:
+def app_console() -> Iterator[Console]:
     """The application's console: a handler on the root logger. The ``kafka`` loggers and
     kafkalog's summary state are put back as they were after the test."""
     kafka_loggers = [logging.getLogger("kafka"), logging.getLogger("kafka.cluster")]
@@ -36,7 +36,7 @@ def app_console() -> Iterator[Collect]:
         each.handlers[:] = [h for h in each.handlers if type(h) is logging.NullHandler]
         each.propagate = True
         each.disabled = False
-    console = Collect()
+    console = Console(capacity=10_000)
     logging.root.addHandler(console)
     try:
         yield console
@@ -50,18 +50,8 @@ def app_console() -> Iterator[Collect]:
             each.disabled = disabled
 
 
-@pytest.fixture
-def kafkalog_warnings() -> Iterator[Collect]:
-    collect = Collect()
-    diagnostics.log.addHandler(collect)
-    try:
-        yield collect
-    finally:
-        diagnostics.log.removeHandler(collect)
-
-
 def test_kafka_python_errors_stay_off_the_console_and_are_summarised(
-    app_console: Collect, kafkalog_warnings: Collect
+    app_console: Console, warnings_heard: list[str]
 ) -> None:
     quiet_client_logs()
     quiet_client_logs()  # once per client built: idempotent
@@ -70,13 +60,13 @@ def test_kafka_python_errors_stay_off_the_console_and_are_summarised(
     for _ in range(50):
         logging.getLogger("kafka.cluster").error("Topic %s not found in cluster metadata", "t")
     assert app_console.messages == []
-    assert kafkalog_warnings.messages == [
-        "kafkalog: kafka-python logged ERROR (kafka.cluster): Topic t not found in cluster "
+    assert warnings_heard == [
+        "kafka-python logged ERROR (kafka.cluster): Topic t not found in cluster "
         "metadata [see 'kafka-python's own log lines' in docs/troubleshooting.md to show them]"
     ]
 
 
-def test_a_kafka_logger_the_application_configured_is_left_alone(app_console: Collect) -> None:
+def test_a_kafka_logger_the_application_configured_is_left_alone(app_console: Console) -> None:
     logging.config.dictConfig({
         "version": 1, "disable_existing_loggers": False,
         "loggers": {"kafka": {"level": "WARNING"}},
@@ -86,7 +76,7 @@ def test_a_kafka_logger_the_application_configured_is_left_alone(app_console: Co
     assert app_console.messages == ["kafka.cluster: Topic t not found in cluster metadata"]
 
 
-def test_configuring_the_kafka_logger_later_undoes_the_summary(app_console: Collect) -> None:
+def test_configuring_the_kafka_logger_later_undoes_the_summary(app_console: Console) -> None:
     quiet_client_logs()
     logging.getLogger("kafka").setLevel(logging.WARNING)  # the application, after the fact
     quiet_client_logs()  # the next client kafkalog builds notices
@@ -96,7 +86,7 @@ def test_configuring_the_kafka_logger_later_undoes_the_summary(app_console: Coll
 
 
 def test_dictconfig_giving_the_kafka_logger_handlers_keeps_them_working(
-    app_console: Collect,
+    app_console: Console,
 ) -> None:
     quiet_client_logs()
     logging.config.dictConfig({
@@ -109,7 +99,7 @@ def test_dictconfig_giving_the_kafka_logger_handlers_keeps_them_working(
     assert app_console.messages == ["kafka.cluster: through"]
 
 
-def test_show_client_logs_lets_them_through_for_good(app_console: Collect) -> None:
+def test_show_client_logs_lets_them_through_for_good(app_console: Console) -> None:
     quiet_client_logs()
     show_client_logs()
     quiet_client_logs()  # a client built later does not hide them again
