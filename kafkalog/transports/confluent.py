@@ -314,6 +314,8 @@ class ConfluentTransport(BaseTransport):
             return _held(producer)
 
     def _timeout_error(self) -> TransportError:
+        if self._unreachable is not None:
+            return self._unreachable  # found by an earlier attempt, and still so
         last = self._last_client_error
         code = self._last_client_code
         if last is not None and code is not None:
