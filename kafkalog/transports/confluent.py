@@ -223,7 +223,9 @@ class ConfluentTransport(BaseTransport):
         try:
             metadata = producer.list_topics(topic, timeout=_METADATA_WAIT_S)
         except KafkaException:
-            self._unreachable = self._not_connected()
+            # A refused certificate or login also leaves the metadata request unanswered:
+            # that refusal is the cause, and keeps its own kind of error.
+            self._unreachable = self._refusal() or self._not_connected()
             return self._unreachable
         except Exception:
             log.debug("asking for the metadata of %s", topic, exc_info=True)
@@ -314,15 +316,20 @@ class ConfluentTransport(BaseTransport):
             return _held(producer)
 
     def _timeout_error(self) -> TransportError:
+        refused = self._refusal()
+        if refused is not None:
+            return refused
         if self._unreachable is not None:
             return self._unreachable  # found by an earlier attempt, and still so
         last = self._last_client_error
-        code = self._last_client_code
-        if last is not None and code is not None:
-            refused = security_error(code, last, topic=self._topic, login=self._login)
-            if refused is not None:
-                return refused
         return not_acknowledged("_MSG_TIMED_OUT", f" (last client error: {last})" if last else "")
+
+    def _refusal(self) -> TransportError | None:
+        """The client's last error, if it is a TLS, login or ACL refusal (by its code)."""
+        last, code = self._last_client_error, self._last_client_code
+        if last is None or code is None:
+            return None
+        return security_error(code, last, topic=self._topic, login=self._login)
 
     def _discard_producer(self, wait_s: float = 0.0) -> None:
         producer = self._producer
