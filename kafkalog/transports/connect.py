@@ -9,6 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import kafka
+import kafka.errors
+
+from kafkalog.diagnostics import quiet_client_logs
+from kafkalog.transports.reach import ReachCheck
 
 from kafkalog.errors import TransportError
 
@@ -95,6 +99,9 @@ class ConnectAttempt:
     def __init__(
         self, settings: dict[str, Any], is_refusal: Callable[[BaseException], bool]
     ) -> None:
+        quiet_client_logs()  # its log lines go to kafkalog's summary, not the console
+        # Why the servers do not answer, if they do not: tried alongside, for the messages.
+        self.reach = ReachCheck(list(settings.get("bootstrap_servers") or ()))
         self.done = threading.Event()
         self.producer: Any = None
         self.error: BaseException | None = None
@@ -147,3 +154,29 @@ class ConnectAttempt:
         self._abandoned = True
         if self.done.is_set() and self.producer is not None:
             self.producer.close(timeout=0)
+
+
+def watch_topic_errors(producer: Any, sink: dict[str, type[BaseException]]) -> bool:
+    """Keep, in ``sink``, the error type of each topic in the producer's metadata responses.
+
+    kafka-python only logs that a topic it waits for is unknown or invalid, then times out;
+    the broker's error code per topic (as kafka-python's error type) lets the transport say
+    which. Built on kafka-python 3's ``ClusterMetadata``; False if its internals differ.
+    """
+    metadata: Any = getattr(producer, "_metadata", None)
+    update = getattr(metadata, "update_metadata", None)
+    if metadata is None or update is None:
+        return False
+
+    def update_metadata(response: Any) -> Any:
+        try:
+            for entry in getattr(response, "topics", None) or ():
+                name = getattr(entry, "name", None)
+                if isinstance(name, str):
+                    sink[name] = kafka.errors.for_code(int(entry.error_code))
+        except Exception:  # a response of another shape: no diagnosis, nothing else lost
+            sink.clear()
+        return update(response)
+
+    metadata.update_metadata = update_metadata
+    return True
