@@ -12,9 +12,8 @@ import kafka
 import kafka.errors
 
 from kafkalog.diagnostics import quiet_client_logs
-from kafkalog.transports.reach import ReachCheck
-
 from kafkalog.errors import TransportError
+from kafkalog.transports.reach import ReachCheck
 
 # Producers a forked child inherited: kept alive so that their __del__ never runs there.
 _ORPHANS: list[Any] = []
