@@ -15,21 +15,23 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.pipeline import Pipeline, TransportFactory
+from kafkalog.ship.building import Built, InputRecords
 from kafkalog.ship.config import InputConfig, ShipConfig
 from kafkalog.ship.discovery import Discovery
 from kafkalog.ship.files import FileId
 from kafkalog.ship.multiline import Event, Joiner
-from kafkalog.ship.parsers import Parser, parser_for
-from kafkalog.ship.record import RecordBuilder, field_key, source_id
+from kafkalog.ship.parsers import parser_for
+from kafkalog.ship.record import RecordBuilder, source_id
 from kafkalog.ship.registry import FileState, Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail
 
-# Bytes read from one file per turn of the loop, so that one busy file does not starve others.
+# Lines longer than this are cut by the reader (and then to the record's limit, flagged).
 READ_CHUNK_BYTES = 1024 * 1024
 # How long the loop sleeps when no file had anything new.
 IDLE_POLL_S = 0.1
@@ -44,8 +46,7 @@ class _Input:
 
     config: InputConfig
     discovery: Discovery
-    parser: Parser
-    builder: RecordBuilder
+    records: InputRecords
     pipeline: Pipeline
 
 
@@ -105,13 +106,15 @@ class ShipAgent:
         for each in self._config.inputs:
             pipeline = self._pipeline(each.topic)
             max_bytes = pipeline.config.max_request_size - RECORD_OVERHEAD_BYTES
+            builder = RecordBuilder(schema=each.schema, static_fields=each.static_fields,
+                                    max_bytes=max_bytes, json_fields=each.format == "json")
             inputs[each.name] = _Input(
                 config=each,
                 discovery=Discovery(each.paths, each.exclude,
                                     follow_symlinks=each.follow_symlinks),
-                parser=parser_for(each.format),
-                builder=RecordBuilder(schema=each.schema, static_fields=each.static_fields,
-                                      max_bytes=max_bytes, json_fields=each.format == "json"),
+                records=InputRecords(parser=parser_for(each.format), builder=builder,
+                                     format=each.format, key=each.key,
+                                     multiline=each.multiline),
                 pipeline=pipeline,
             )
         self._inputs = inputs
@@ -235,8 +238,8 @@ class ShipAgent:
             input_name=inp.config.name,
             joiner=Joiner(inp.config.multiline,
                           timeout_s=inp.config.multiline_timeout_ms / 1000,
-                          max_bytes=inp.builder.max_bytes),
-            source=source_id(inp.builder.host, fid.dev, fid.ino, fid.head_hash),
+                          max_bytes=inp.records.builder.max_bytes),
+            source=source_id(inp.records.builder.host, fid.dev, fid.ino, fid.head_hash),
             committed=tail.read_offset,
             truncations=truncations,
             last_data=self._clock(),
@@ -251,57 +254,58 @@ class ShipAgent:
             inp = self._inputs.get(follow.input_name)
             if inp is None:
                 continue
-            if follow.backlog and not self._submit(inp, follow, follow.backlog):
+            if follow.backlog is not None and not self._offer(inp, follow, follow.backlog):
                 continue  # the queue is still full: read nothing more from this file
-            lines = follow.tail.read_lines(READ_CHUNK_BYTES)
+            tail = follow.tail
+            lines, offsets = tail.read_chunk(max(READ_CHUNK_BYTES,
+                                                 inp.records.builder.max_bytes + 1))
             if not lines:
-                if follow.tail.check_truncated():
+                if tail.check_truncated():
                     self._truncated(follow)
                 events = follow.joiner.flush_due()
                 if events:
-                    self._submit(inp, follow, events)
+                    self._offer(inp, follow, self._events(inp, follow, events))
                 continue
             busy = True
             follow.last_data = self._clock()
-            events = follow.joiner.feed_lines(lines)
-            follow.fed_end = lines[-1][2]
+            follow.fed_end = offsets[-1]
             self.counters["lines"] += len(lines)
-            self.counters["bytes"] += lines[-1][2] - lines[0][1]
-            if events:
-                self._submit(inp, follow, events)
+            self.counters["bytes"] += offsets[-1] - offsets[0]
+            built = None
+            if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
+                built = inp.records.of_lines(lines, offsets, path=str(tail.path),
+                                             ino=tail.fid.ino, source=follow.source,
+                                             read_time=self._wall())
+            if built is None:
+                events = follow.joiner.feed_lines(
+                    zip(lines, offsets, islice(offsets, 1, None), strict=False))
+                if not events:
+                    continue
+                built = self._events(inp, follow, events)
+            self._offer(inp, follow, built)
         return busy
 
-    def _submit(self, inp: _Input, follow: Follow, events: list[Event]) -> bool:
-        """Build and submit ``events`` in order; True if all were accepted. The rest wait in
-        the file's backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
+    def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
+        """The records of ``events``, built one by one."""
+        self.counters["long_lines"] += sum(event.truncated for event in events)
         tail = follow.tail
-        path = str(tail.path)
-        ino = tail.fid.ino
-        build = inp.builder.build
-        parse = inp.parser
-        submit = inp.pipeline.submit
-        key_name = inp.config.key
-        now = self._wall()
-        pending = follow.pending
-        for i, event in enumerate(events):
-            truncated = event.truncated
-            if truncated:
-                self.counters["long_lines"] += 1
-            parsed = parse(event.data.decode("utf-8", "replace"))
-            value = build(parsed, path=path, ino=ino, offset=event.start, source=follow.source,
-                          read_time=now, truncated=truncated)
-            key = None
-            if key_name is not None:
-                key = path.encode() if key_name == "path" else field_key(parsed.fields,
-                                                                          key_name)
-            number = submit(value, key)
-            if not number:
-                follow.backlog = events[i:]
-                self.counters["refused"] += 1
-                return False
-            pending.append((number, event.end))
-        follow.backlog = []
-        self.counters["events"] += len(events)
+        return inp.records.of_events(events, path=str(tail.path), ino=tail.fid.ino,
+                                     source=follow.source, read_time=self._wall())
+
+    def _offer(self, inp: _Input, follow: Follow, built: Built) -> bool:
+        """Submit ``built`` in order; True if all were accepted. The rest wait in the file's
+        backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
+        count, last = inp.pipeline.submit_many(built.values, built.keys)
+        if count:
+            # One entry per submitted run: once ``last`` is resolved, so is every line
+            # before the end of its event.
+            follow.pending.append((last, built.ends[count - 1]))
+            self.counters["events"] += count
+        if count < len(built.values):
+            follow.backlog = built.rest(count)
+            self.counters["refused"] += 1
+            return False
+        follow.backlog = None
         return True
 
     def _truncated(self, follow: Follow) -> None:
@@ -309,7 +313,7 @@ class ShipAgent:
         self.counters["truncations"] += 1
         follow.truncations += 1
         follow.pending.clear()  # offsets of the old content mean nothing now
-        follow.backlog = []
+        follow.backlog = None
         follow.joiner.flush()
         follow.committed = follow.fed_end = 0
         self._dirty = True
