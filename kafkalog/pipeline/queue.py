@@ -13,8 +13,8 @@ import sys
 import threading
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Sequence
-from itertools import accumulate, islice, repeat
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, islice, repeat, starmap
 from operator import add, itemgetter
 from typing import Any
 
@@ -216,14 +216,7 @@ class RecordQueue:
                 items.clear()
                 self._bytes = 0
             else:
-                batch = []
-                taken_bytes = 0
-                while items and len(batch) < max_records:
-                    size = entry_size(items[0])
-                    if batch and taken_bytes + size > max_bytes:
-                        break
-                    batch.append(items.popleft())
-                    taken_bytes += size
+                batch, taken_bytes = _take_head(items, max_records, max_bytes)
                 self._bytes -= taken_bytes
             self.removed += len(batch)
             self._rearm()
@@ -320,3 +313,18 @@ class RecordQueue:
 
 _VALUE = itemgetter(0)
 _KEY = itemgetter(1)
+
+
+def _take_head(items: deque[Entry], max_records: int, max_bytes: int) -> tuple[list[Entry], int]:
+    """Remove the longest head of ``items`` within ``max_records`` and ``max_bytes`` (at
+    least one record); it and its bytes. Sizes, sums and removal run in C (no Python call per
+    record unless records have keys)."""
+    head = list(islice(items, max_records))
+    if any(map(_KEY, head)):
+        sizes: Iterable[int] = map(entry_size, head)
+    else:
+        sizes = map(add, map(len, map(_VALUE, head)), repeat(ENTRY_OVERHEAD_BYTES))
+    ends = list(accumulate(sizes))
+    count = max(1, bisect_right(ends, max_bytes))
+    batch = list(starmap(items.popleft, repeat((), count)))
+    return batch, ends[count - 1]

@@ -137,33 +137,30 @@ class ChunkBuilder:
         max_bytes = builder.max_bytes
         if max(map(len, lines)) > max_bytes:
             return None  # cut or to be cut: truncation is the general path's
-        template = self._template(path, ino, source)
-        if template is None:
+        t = self._template(path, ino, source)
+        if t is None:
             return None
-        joined = b"\n".join(lines)
-        messages = _chunk_messages(joined, len(lines), strict=self._web)
+        joined = b""
         if self._web:
-            records = None if messages is None else self._web_records(
-                template, joined, messages, offsets)
+            joined = b"\n".join(lines)
+            if b"\\" in joined or not (joined.isascii() or _valid_utf8(joined)):
+                return None  # escapes to undo, or bytes to replace: the general path's work
+        # One orjson call per message, mapped in C; invalid UTF-8 becomes U+FFFD, as the
+        # general path decodes it.
+        messages = list(map(_dumps, map(_decode, lines, repeat("utf-8"), repeat("replace"))))
+        if self._web:
+            records = self._web_records(t, joined, messages, offsets)
+            if records is None:
+                return None
         else:
-            records = self._raw_records(template, lines, messages, offsets, read_time)
-        if records is not None and max(map(len, filter(None, records))) > max_bytes:
+            stamp = builder.timestamp(read_time).encode()
+            form = (t.head + stamp + t.middle + b"%b" + t.before_offset + b"%d" + t.id_close
+                    + b"%x" + t.tail)
+            records = list(map(form.__mod__, zip(messages, offsets, offsets, strict=False)))
+        if max(map(len, filter(None, records)), default=0) > max_bytes:
             # Escaping made some too large: those are cut by the general path.
             records = [r if r is None or len(r) <= max_bytes else None for r in records]
         return records
-
-    def _raw_records(self, t: _Template, lines: Sequence[bytes], messages: list[bytes] | None,
-                     offsets: Sequence[int], read_time: float) -> list[bytes | None]:
-        stamp = self._builder.timestamp(read_time).encode()
-        if messages is not None:
-            message_slot = b'"%b"'
-        else:
-            # Invalid UTF-8 becomes U+FFFD, as the general path decodes it.
-            messages = list(map(_dumps, map(_decode, lines, repeat("utf-8"), repeat("replace"))))
-            message_slot = b"%b"
-        template = (t.head + stamp + t.middle + message_slot + t.before_offset + b"%d"
-                    + t.id_close + b"%x" + t.tail)
-        return list(map(template.__mod__, zip(messages, offsets, offsets, strict=False)))
 
     def _web_records(self, t: _Template, joined: bytes, messages: list[bytes],
                      offsets: Sequence[int]) -> list[bytes | None] | None:
@@ -174,7 +171,7 @@ class ChunkBuilder:
         missing = {f[1] for f in found} - stamps.keys()
         if missing:
             self._add_stamps(missing)
-        head = (t.head + b"%b" + t.middle + b'"%b"' + t.before_offset + b"%d" + t.id_close
+        head = (t.head + b"%b" + t.middle + b"%b" + t.before_offset + b"%d" + t.id_close
                 + b'%x"')
         fields = (b',"client_ip":"%b","method":"%b","path":"%b","protocol":"%b","status":%b,'
                   b'"bytes":%b')
@@ -205,16 +202,9 @@ class ChunkBuilder:
             stamps[text] = b"" if epoch is None else timestamp(epoch).encode()
 
 
-def _chunk_messages(joined: bytes, count: int, *, strict: bool) -> list[bytes] | None:
-    """Each line's message as the inside of its JSON string, escaped for the whole chunk in one
-    ``orjson.dumps`` (so that U+FFFD replaces invalid UTF-8 as in the general path); None when
-    that can not be done: a backslash in the chunk (its escape could not be told from that of a
-    newline), or with ``strict``, invalid UTF-8."""
-    if b"\\" in joined:
-        return None
+def _valid_utf8(data: bytes) -> bool:
     try:
-        text = joined.decode("utf-8", "strict" if strict else "replace")
+        data.decode("utf-8")
     except UnicodeDecodeError:
-        return None
-    messages = _dumps(text)[1:-1].split(b"\\n")
-    return messages if len(messages) == count else None
+        return False
+    return True
