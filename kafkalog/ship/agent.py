@@ -32,7 +32,7 @@ from kafkalog.ship.registry import FileState, Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail
 
 # Lines longer than this are cut by the reader (and then to the record's limit, flagged).
-READ_CHUNK_BYTES = 1024 * 1024
+LONG_LINE_CUT_BYTES = 1024 * 1024
 # How long the loop sleeps when no file had anything new.
 IDLE_POLL_S = 0.1
 # Room left in a request for the record batch header, the record header and the key (as the
@@ -254,11 +254,13 @@ class ShipAgent:
             inp = self._inputs.get(follow.input_name)
             if inp is None:
                 continue
-            if follow.backlog is not None and not self._offer(inp, follow, follow.backlog):
-                continue  # the queue is still full: read nothing more from this file
+            backlog = follow.backlog
+            if backlog is not None and not self._offer(inp, follow, backlog):
+                # Queue full: read no more of this file (and idle unless some of it went in).
+                busy = busy or follow.backlog is not backlog
+                continue
             tail = follow.tail
-            lines, offsets = tail.read_chunk(max(READ_CHUNK_BYTES,
-                                                 inp.records.builder.max_bytes + 1))
+            lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
             if not lines:
                 if tail.check_truncated():
                     self._truncated(follow)
@@ -288,9 +290,9 @@ class ShipAgent:
     def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
         """The records of ``events``, built one by one."""
         self.counters["long_lines"] += sum(event.truncated for event in events)
-        tail = follow.tail
-        return inp.records.of_events(events, path=str(tail.path), ino=tail.fid.ino,
-                                     source=follow.source, read_time=self._wall())
+        return inp.records.of_events(events, path=str(follow.tail.path),
+                                     ino=follow.tail.fid.ino, source=follow.source,
+                                     read_time=self._wall())
 
     def _offer(self, inp: _Input, follow: Follow, built: Built) -> bool:
         """Submit ``built`` in order; True if all were accepted. The rest wait in the file's
@@ -302,7 +304,7 @@ class ShipAgent:
             follow.pending.append((last, built.ends[count - 1]))
             self.counters["events"] += count
         if count < len(built.values):
-            follow.backlog = built.rest(count)
+            follow.backlog = built.rest(count) if count else built
             self.counters["refused"] += 1
             return False
         follow.backlog = None

@@ -43,6 +43,11 @@ class InputRecords:
         self._chunk = chunk if chunk.enabled and multiline is None else None
 
     @property
+    def cut_bytes(self) -> int:
+        """Lines longer than this are cut when read (and then flagged by the builder)."""
+        return self.builder.max_bytes + 1
+
+    @property
     def chunked(self) -> bool:
         """Whether whole chunks of lines can be built at once (no multi-line rule, and a
         format, schema and key the chunk builder handles)."""
