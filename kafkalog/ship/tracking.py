@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from kafkalog.ship.building import Built
 from kafkalog.ship.files import TailedFile
@@ -101,3 +103,16 @@ class Follow:
                          head_len=fid.head_len, path=str(self.tail.path),
                          offset=self.committed, input=self.input_name,
                          truncations=self.truncations)
+
+
+def per_file(follows: Iterable[Follow]) -> dict[str, dict[str, Any]]:
+    """Each open file's lag in bytes, committed offset and input, by path (for ``stats()``)."""
+    files: dict[str, dict[str, Any]] = {}
+    for follow in follows:
+        try:
+            lag = follow.tail.lag_bytes
+        except OSError:  # closed by the agent's loop meanwhile
+            continue
+        files[str(follow.tail.path)] = {"lag_bytes": lag, "offset": follow.committed,
+                                        "input": follow.input_name}
+    return files
