@@ -180,8 +180,8 @@ def markdown(ship: dict[str, Any]) -> list[str]:
         return []
     idle, late = steady.get("idle", {}), steady.get("tail_latency", {})
     parts = ["At rest and at a steady rate (`benchmarks/ship_steady.py`; the agent's defaults:"
-             " the globs scanned every second, each open file checked every 100 ms when it"
-             " has nothing new):", ""]
+             " the globs scanned every second, every open file looked at every 100 ms, and a"
+             " file with new lines in the last second every 10 ms):", ""]
     if "cpu_percent" in idle:
         parts.append(f"- Idle cost, {idle['files']:,} open quiet files ({idle['transport']}):"
                      f" {idle['cpu_percent']:.1f}% of one core over {idle['seconds']:g} s"
