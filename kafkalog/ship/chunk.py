@@ -7,9 +7,9 @@ template made once per file (its host, path, inode and static fields already in 
 line's message, offset and id put in. The template is taken *from the general builder's own
 output* for a sample record, so the bytes are those of :class:`~kafkalog.ship.record.RecordBuilder`
 by construction (and a property test checks it). Whatever this module does not handle (a long
-or cut line, a line that needs escaping beyond quotes, a web log line outside the common
-shape, a parsed key) it leaves to the general builder: it returns None for the chunk, or
-marks the lines it could not build.
+or cut line; in a web log chunk, a line outside the common shape, an escape, a control
+character or invalid UTF-8) it leaves to the general builder: it returns None for the chunk,
+or None for the lines it could not build (a web log time stamp that is no date).
 
 A raw record's ``@timestamp`` is the read time of its chunk: one time per chunk, not per line.
 """
@@ -42,11 +42,11 @@ _TEMPLATES_MAX: Final = 4096
 # The combined log format line the general parser reads (see formats_web), restricted to the
 # common shape whose fields are their own JSON: ident and user ``-``, a plain request line, a
 # three-digit status and a size without leading zeros, and (optionally) a referrer and a user
-# agent; no quote or control character in a field (the chunk has no backslash and is valid
-# UTF-8). Run on a whole chunk: ``^`` at each line, no class crosses a newline, and a match
-# takes its line to the end, so that the next one starts where it ended. The referrer and user
-# agent groups keep their opening quote, so that a field that is absent (b"") is told from one
-# that is empty (b'"').
+# agent; no quote in a field (the chunk has no backslash or control character, and is valid
+# UTF-8, so the general parser's classes match what these match). Run on a whole chunk: ``^``
+# at each line, no class crosses a newline, and a match takes its line to the end, so that the
+# next one starts where it ended. The referrer and user agent groups keep their opening quote,
+# so that a field that is absent (b"") is told from one that is empty (b'"').
 _WEB_LINE: Final = re.compile(
     rb'^([^\x00-\x20"]+) - - \[(\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
     rb'"([A-Z]+) ([^\x00-\x20"]+) (HTTP/[0-9.]+)" ([1-9]\d\d) (0|[1-9]\d{0,17})(?![^ \n])'
@@ -129,8 +129,9 @@ class ChunkBuilder:
     def build(self, lines: Sequence[bytes], offsets: Sequence[int], *, path: str, ino: int,
               source: str, read_time: float) -> list[bytes | None] | None:
         """The record of each line (``offsets[i]`` is where line ``i`` starts), or None for
-        the whole chunk if it must take the general path. A web log line outside the common
-        shape is None in the list: the caller builds that one in the general way."""
+        the whole chunk if it must take the general path. A line whose record this path can
+        not build (a time stamp that is no date, a record too long once escaped) is None in
+        the list: the caller builds that one in the general way."""
         if not self.enabled or not lines:
             return None
         builder = self._builder
@@ -149,6 +150,12 @@ class ChunkBuilder:
         # general path decodes it.
         messages = list(map(_dumps, map(_decode, lines, repeat("utf-8"), repeat("replace"))))
         if self._web:
+            # orjson lengthens a line by its two quotes, one backslash per quote and the
+            # escapes of control characters: if the messages are no longer than the first two
+            # make them, no field holds a control character, and the fields are their own JSON.
+            plain = len(joined) + len(lines) + 1 + joined.count(b'"')
+            if sum(map(len, messages)) != plain:
+                return None
             records = self._web_records(t, joined, messages, offsets)
             if records is None:
                 return None

@@ -107,7 +107,10 @@ def clf_line(draw: st.DrawFn) -> bytes:
 def test_web_chunks_are_the_general_paths_bytes(data: st.DataObject, fmt: str,
                                                  static: dict[str, Any] | None,
                                                  start: int) -> None:
-    lines = data.draw(st.lists(clf_line(), min_size=1, max_size=20))
+    odd = st.tuples(common_line(), st.sampled_from(["\t", "\x01", "\x1f", "\r"])).map(
+        lambda pair: pair[0][:-3] + pair[1].encode() + pair[0][-3:])  # near the line's end
+    lines = data.draw(st.lists(st.one_of(clf_line(), common_line(), odd), min_size=1,
+                               max_size=20))
     fast, slow = records(fmt, lines, static=static, start=start)
     assert fast == slow
 
@@ -190,3 +193,12 @@ def test_common_web_lines_take_the_chunk_path_with_the_same_bytes(lines: list[by
                       read_time=1.5)
     assert out is not None and None not in out
     assert out == general("nginx", builder, lines, offsets, 1.5)
+
+
+@pytest.mark.parametrize("tail", [' "tab\there" "curl"', ' "r" "bell\x07"', ' "\x01" "-"'])
+def test_a_control_character_in_a_quoted_field_keeps_the_field(tail: str) -> None:
+    line = f'10.0.0.1 - - [02/Mar/2026:09:00:00 +0000] "GET / HTTP/1.1" 200 12{tail}'.encode()
+    fast, slow = records("nginx", [b'10.0.0.2 - - [02/Mar/2026:09:00:00 +0000] "GET / '
+                                   b'HTTP/1.1" 200 1 "-" "-"', line])
+    assert fast == slow
+    assert "referrer" in orjson.loads(fast[1])
