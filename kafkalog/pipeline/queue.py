@@ -248,7 +248,7 @@ class RecordQueue:
                 "queue_bytes": self._bytes,
             }
 
-    # -- many records at once (appended here so that the code above stays as it was) -----------
+    # -- many records at once --------------------------------------------------------------
 
     def put_many(self, entries: Sequence[Entry]) -> tuple[int, int]:
         """Append ``entries`` in order, as :meth:`put` would one by one, stopping at the first
