@@ -258,9 +258,8 @@ class Pipeline:
             return
         if batch_in_hand:
             spill.reserve_slot()
-        numbers = range(first, first + len(entries))
-        if not spill.append(entries, sync=False, tag=numbers):
-            self._ledger.resolve(numbers, Outcome.DROPPED)  # the store counted them
+        # The store resolves them: spilled once durable, dropped if it cannot keep them.
+        spill.append(entries, sync=False, tag=range(first, first + len(entries)))
         self._worker.request_flush(0)  # wake the worker: it must replay behind these
         self._revive_worker()
 

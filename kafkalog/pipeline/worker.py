@@ -367,10 +367,8 @@ class BatchWorker:
                     ledger.resolve(run, outcome)
         elif self._spill is not None:
             # Into the slot the queue's overflow kept ahead of newer records, if it did. The
-            # store resolves them once they are durable, and counts what it cannot keep.
-            if not self._spill.append(entries, into_slot=True, tag=numbers):
-                for run in runs(numbers):
-                    ledger.resolve(run, Outcome.DROPPED)
+            # store resolves them: spilled once durable, dropped if it cannot keep them.
+            self._spill.append(entries, into_slot=True, tag=numbers)
         else:
             self._sender.count_failed(len(entries), err)
             for run in runs(numbers):
