@@ -201,6 +201,10 @@ class Pipeline:
         """Deliver what is queued within ``close_timeout_ms``, then stop the worker; what is
         left goes to the spill. Idempotent.
 
+        While Kafka is known to be unreachable (the last attempt failed and records go to the
+        spill), it does not wait: what is in memory goes to the spill at once, and the spill
+        stays on disk for the next process with the same ``spill_dir``.
+
         While logging's module lock is held (``dictConfig`` replacing a handler), it returns at
         once and the worker finishes in the background; an exit hook waits for it.
         """
@@ -210,6 +214,8 @@ class Pipeline:
             worker = self._worker
             worker.request_flush(self._queue.accepted)
             worker.stop(time.monotonic() + self._close_timeout_s)
+            if worker.spilling_while_unreachable:
+                worker.abort()  # waiting would deliver nothing: spill what is left, now
             lifecycle.finish_later(worker)
             if not lifecycle.holding_logging_lock():
                 lifecycle.finish(worker, self._close_timeout_s)

@@ -72,6 +72,8 @@ class BatchWorker:
         self._stop_deadline = float("inf")
         self._flush_target = 0
         self._next_adopt = 0.0
+        # The last attempt to reach Kafka failed: a batch went to the spill, or a replay failed.
+        self._unreachable = False
         self._retrying, self._replay_retrying = retry_policies(
             config,
             with_spill=spill is not None,
@@ -105,6 +107,13 @@ class BatchWorker:
         self._stop_deadline = min(self._stop_deadline, deadline)
         self._stopping.set()
         self._queue.wakeup.set()
+
+    @property
+    def spilling_while_unreachable(self) -> bool:
+        """True while Kafka is known to be unreachable and records go to the spill: the last
+        attempt to reach it failed, after which new records go to disk, behind the spilled
+        ones. Waiting at close then delivers nothing (see :meth:`Pipeline.close`)."""
+        return self._spill is not None and self._unreachable
 
     @property
     def stop_deadline(self) -> float:
@@ -299,6 +308,7 @@ class BatchWorker:
             nonlocal pending, numbers
             results = self._sender.send(pending, self._attempt_timeout(started))
             if results.count(None) == len(results):  # all delivered: no loop in Python
+                self._unreachable = False
                 self.counters.delivered += len(pending)
                 for run in runs(numbers):
                     ledger.resolve(run, Outcome.DELIVERED)
@@ -327,6 +337,7 @@ class BatchWorker:
         try:
             self._retrying(attempt)
         except TransportError as err:
+            self._unreachable = err.retriable
             self._give_up(pending, numbers, err)
         except Exception as exc:  # a transport must not raise, but if it does, nothing is lost
             self._give_up(pending, numbers,
@@ -341,7 +352,9 @@ class BatchWorker:
         def attempt() -> None:
             step = replay_once(spill, self._sender, self._attempt_timeout(self._clock()))
             if step is not None and step.error is not None:
+                self._unreachable = True
                 raise step.error  # what was done is acknowledged; the rest is retried
+            self._unreachable = False
 
         try:
             self._replay_retrying(attempt)
