@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from kafkalog.config import PipelineConfig
+from kafkalog.config.spill import check_spill_path
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.pipeline import lifecycle
 from kafkalog.pipeline.counters import WorkerCounters
@@ -61,6 +62,7 @@ class Pipeline:
         **options: Any,
     ) -> None:
         config = PipelineConfig.given(config, topic, options)
+        check_spill_path(config.spill_path())  # now, not when Kafka is down and it is too late
         if transport_factory is None:
             check_transport_config(config)  # codec packages, producer_config
         self.config = config
