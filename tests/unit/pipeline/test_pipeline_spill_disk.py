@@ -132,6 +132,20 @@ def test_close_spills_what_is_still_in_memory_when_kafka_is_unreachable(tmp_path
     assert pipeline.stats()["spill_pending_records"] == 501
 
 
+def test_close_during_the_first_outage_spills_and_returns_without_waiting(tmp_path: Path) -> None:
+    transport, outcomes = MemoryTransport(), Outcomes()
+    transport.fail_next = [DOWN] * 100_000
+    pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=300,
+                    close_timeout_ms=600_000)
+    for i in range(100):
+        pipeline.submit(b"r%d" % i)
+    closed = threading.Event()  # closed while the first batch is still retried in memory
+    threading.Thread(target=lambda: (pipeline.close(), closed.set()), daemon=True).start()
+    assert closed.wait(60.0), "close() went on replaying to an unreachable Kafka"
+    assert set(outcomes.final.values()) == {Outcome.SPILLED}
+    assert pipeline.stats()["spill_pending_records"] == 100
+
+
 def test_close_still_delivers_once_kafka_is_back(tmp_path: Path) -> None:
     transport = MemoryTransport()
     transport.fail_next = [DOWN]
