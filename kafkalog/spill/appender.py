@@ -152,6 +152,10 @@ class SpillAppender:
             if exc is None:
                 continue
             self._on_write_error()
+            if segment is not None and segment.records == 0 and slot is None:
+                # A new segment that got no frame: its file holds a block for nothing, which a
+                # later, smaller write could take (out of order, under drop_newest).
+                self._segments.remove(segment)
             why = f"cannot write spill segment: {exc}"
             if not (self._drop_oldest and exc.errno in _DISK_FULL):
                 break

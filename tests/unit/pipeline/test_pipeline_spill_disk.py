@@ -35,12 +35,18 @@ class Outcomes:
 
     def __init__(self) -> None:
         self.final: dict[int, Outcome] = {}
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()
 
     def __call__(self, outcome: Outcome, numbers: range) -> None:
-        with self.lock:
+        with self.changed:
             for n in numbers:
                 self.final[n] = outcome
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout_s: float = 30.0) -> bool:
+        """Wait until ``count`` records were heard of (reports come after resolution)."""
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.final) >= count, timeout_s)
 
 
 # -- spill_dir is checked at construction ------------------------------------------------------
@@ -110,6 +116,7 @@ def test_close_does_not_wait_for_close_timeout_when_kafka_is_unreachable_and_all
     assert closed.wait(60.0), "close() waited for close_timeout_ms (10 minutes)"
     stats = pipeline.stats()
     assert stats["spilled"] == stats["spill_pending_records"] == 200
+    assert outcomes.wait_for(200)
     assert set(outcomes.final.values()) == {Outcome.SPILLED}
     kept = [r for p in (tmp_path / "spill").glob("*.seg") for r in read_segment(p)[1]]
     assert sorted(v for v, _ in kept) == sorted(b"record %d" % i for i in range(200))
@@ -128,6 +135,7 @@ def test_close_spills_what_is_still_in_memory_when_kafka_is_unreachable(tmp_path
     threading.Thread(target=lambda: (pipeline.close(), closed.set()), daemon=True).start()
     assert closed.wait(60.0), "close() waited for close_timeout_ms (10 minutes)"
     assert pipeline.resolved() == 501
+    assert outcomes.wait_for(501)
     assert set(outcomes.final.values()) == {Outcome.SPILLED}
     assert pipeline.stats()["spill_pending_records"] == 501
 
@@ -142,6 +150,7 @@ def test_close_during_the_first_outage_spills_and_returns_without_waiting(tmp_pa
     closed = threading.Event()  # closed while the first batch is still retried in memory
     threading.Thread(target=lambda: (pipeline.close(), closed.set()), daemon=True).start()
     assert closed.wait(60.0), "close() went on replaying to an unreachable Kafka"
+    assert outcomes.wait_for(100)
     assert set(outcomes.final.values()) == {Outcome.SPILLED}
     assert pipeline.stats()["spill_pending_records"] == 100
 
@@ -188,6 +197,7 @@ def test_on_a_full_disk_every_record_is_reported_spilled_or_dropped_truthfully(
             pipeline.submit(b"%06d|" % i + b"v" * 400)
         pipeline.flush(30.0)
         assert pipeline.resolved() == count
+        assert outcomes.wait_for(count)
         on_disk = sorted(
             int(v[:6]) + 1 for p in (disk / "spill").glob("*.seg") for v, _ in read_segment(p)[1]
         )
