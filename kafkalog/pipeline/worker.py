@@ -268,8 +268,8 @@ class BatchWorker:
 
     def _sleep_spilling(self, seconds: float) -> None:
         """Back off before the next replay, moving new records to the spill meanwhile."""
-        if self._stopping.is_set():
-            self.abort()  # closing, and Kafka just failed a replay: waiting delivers nothing
+        if self._stopping.is_set() and self._outage.down is not None:
+            self.abort()  # closing, and Kafka took none of the replay: waiting delivers nothing
             return
         end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
         queue = self._queue
