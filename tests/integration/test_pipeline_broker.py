@@ -91,7 +91,12 @@ def test_an_outage_spills_durably_then_replays_in_order(
     assert outcomes.final[after] in (Outcome.SPILLED, Outcome.DELIVERED)
     seqs = [orjson.loads(r.value)["seq"]
             for r in consume(fresh_broker.bootstrap, topic, 1501, timeout_s=90)]
-    assert seqs == list(range(1501)), "replayed oldest first, in order, before newer records"
+    # At least once: a replay batch whose acknowledgement came after request_timeout_ms (a
+    # loaded machine) is sent again, so copies may follow; the first copies are in order.
+    first_seen = list(dict.fromkeys(seqs))
+    assert first_seen == list(range(1501)), "replayed oldest first, in order, before newer"
+    if len(seqs) != len(first_seen):
+        assert pipeline.stats()["retries"] > 0, "a record came twice without a retry"
     assert pipeline.stats()["replayed"] >= 1500
     pipeline.close()
     assert not list((tmp_path / "spill").glob("*.seg"))
