@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from kafkalog.cli import check, replay, ship, spill_info, tail
+from kafkalog.cli import check, replay, ship, sink, spill_info, tail
 from kafkalog.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, client_config
 from kafkalog.errors import ConfigError
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     spill_info.add_parser(sub)
     replay.add_parser(sub)
     ship.add_parser(sub)
+    sink.add_parser(sub)
     return parser
 
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail.run(args, Console(stderr=True, soft_wrap=True))
     if args.command == "ship":
         return ship.run(args, Console(stderr=True))
+    if args.command == "sink":
+        return sink.run(args, Console(stderr=True))
     console = Console(stderr=args.command == "replay", soft_wrap=args.command == "check")
     try:
         if args.command == "check":
