@@ -1,0 +1,130 @@
+"""Helpers for the sink's integration tests: an app that logs through the handler, the sink as
+a process, reading what it wrote, and the group's committed offsets."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from kafkalog import KafkaHandler
+
+
+def log_records(bootstrap: str, topic: str, count: int, *, first: int = 0,
+                **handler_options: Any) -> list[str]:
+    """Log ``count`` records through a KafkaHandler (with extras and a key), flush, and return
+    their messages."""
+    handler = KafkaHandler(topic=topic, bootstrap_servers=bootstrap, key="user",
+                           **handler_options)
+    log = logging.getLogger(f"sink-app-{uuid.uuid4().hex[:8]}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    messages = []
+    try:
+        for n in range(first, first + count):
+            message = f"record {n:06d}"
+            log.info(message, extra={"user": f"u{n % 7}", "n": n, "app": "shop"})
+            messages.append(message)
+        assert handler.flush(60)
+        stats = handler.stats()
+        assert stats["delivered"] >= count, stats
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return messages
+
+
+def sink(*args: str) -> subprocess.Popen[str]:
+    """``kafkalog sink ARGS`` as a process (output captured)."""
+    return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "sink", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
+    """SIGTERM, and the output once it exited 0."""
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, out
+    return out
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    """SIGKILL, and reap it."""
+    process.kill()
+    process.communicate(timeout=30)
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0,
+             what: str = "condition", process: subprocess.Popen[str] | None = None) -> None:
+    """Poll ``predicate`` (bounded) until it is true; fail early if ``process`` exited."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the sink exited ({process.returncode}) waiting for {what}: "
+                                 f"{process.communicate()[0]}")
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def file_lines(directory: Path) -> list[bytes]:
+    """Every line of every file the file output wrote (open, finished, compressed)."""
+    out: list[bytes] = []
+    for path in sorted(directory.glob("kafkalog-*")):
+        if path.name.endswith(".tmp"):
+            continue
+        data = path.read_bytes()
+        if path.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        out.extend(line for line in data.split(b"\n") if line)
+    return out
+
+
+def file_docs(directory: Path) -> list[dict[str, Any]]:
+    """The parsed lines of :func:`file_lines`."""
+    return [orjson.loads(line) for line in file_lines(directory)]
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: Sequence[int]) -> dict[int, int]:
+    """The group's committed offset per partition (those it has one for)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        out = {}
+        for p in partitions:
+            offset = consumer.committed(TopicPartition(topic, p), timeout_ms=10_000)
+            if offset is not None:
+                out[p] = int(offset)
+        return out
+    finally:
+        consumer.close(autocommit=False)
+
+
+def records_below(bootstrap: str, topic: str, offsets: dict[int, int]) -> list[Any]:
+    """The records of ``topic`` below ``offsets`` (per partition), read with no group."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        wanted = {TopicPartition(topic, p): n for p, n in offsets.items() if n > 0}
+        if not wanted:
+            return []
+        consumer.assign(list(wanted))
+        consumer.seek_to_beginning(*wanted)
+        out: list[Any] = []
+        deadline = time.monotonic() + 60
+        while any(consumer.position(tp) < n for tp, n in wanted.items()):
+            assert time.monotonic() < deadline, "timed out reading the topic back"
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                out.extend(r for r in records if r.offset < wanted[tp])
+        return out
+    finally:
+        consumer.close()
