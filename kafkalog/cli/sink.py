@@ -44,7 +44,9 @@ _CLOSE_GRACE_S = 10.0
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sink`` subcommand and its options to ``sub``."""
-    p = sub.add_parser("sink", help="index log topics into OpenSearch, or write them to files")
+    # No abbreviations: "--password x" must be an error, not "--password-file x".
+    p = sub.add_parser("sink", help="index log topics into OpenSearch, or write them to files",
+                       allow_abbrev=False)
     p.add_argument("--config", metavar="TOML", help="options from a TOML file (flags win)")
     p.add_argument("--topic", action="append", metavar="T", help="a topic to read (repeat)")
     p.add_argument("--group", metavar="G", help="the consumer group")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 from broker.kraft import create_topic
+from conftest import ExternalBroker
 from kafka import KafkaConsumer, TopicPartition
 from sink_harness import (
     committed,
@@ -23,8 +24,6 @@ from sink_harness import (
     wait_for,
 )
 
-from conftest import ExternalBroker
-
 N = 3000
 
 
@@ -33,7 +32,9 @@ def config_file(tmp_path: Path, topic: str, group: str, bootstrap: str, out: Pat
     path.write_text(
         f'topics = ["{topic}"]\ngroup = "{group}"\nbootstrap_servers = "{bootstrap}"\n'
         f'to = "file:{out}"\nfile_max_bytes = 65536\nbulk_max_records = 200\n'
-        "commit_interval_ms = 100\nshutdown_timeout_ms = 5000\n")
+        "commit_interval_ms = 100\nshutdown_timeout_ms = 5000\n"
+        # A killed member holds its partitions until this runs out (the broker's minimum).
+        "[consumer]\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n")
     return path
 
 
