@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 
 from kafkalog import KafkaHandler
 
@@ -128,3 +129,18 @@ def records_below(bootstrap: str, topic: str, offsets: dict[int, int]) -> list[A
         return out
     finally:
         consumer.close()
+
+
+def group_members(bootstrap: str, group: str) -> int:
+    """How many members group ``group`` has, once it is stable (0 before)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        try:
+            found = admin.describe_groups([group]).get(group) or {}
+        except KafkaError:  # no coordinator yet (the group's first moments): not stable
+            return 0
+        if found.get("group_state") != "Stable":
+            return 0
+        return len(found.get("members") or [])
+    finally:
+        admin.close()
