@@ -76,3 +76,10 @@ def test_a_toml_file_that_does_not_parse_names_the_file(tmp_path: Path) -> None:
     path.write_text("topics = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_toml(path)
+
+
+def test_the_example_config_file_is_valid() -> None:
+    example = Path(__file__).resolve().parents[3] / "examples" / "sink" / "sink.toml"
+    config = load_toml(example)
+    assert config.index == "logs-{app}-%Y.%m.%d"
+    assert config.consumer["max_poll_records"] == 2000
