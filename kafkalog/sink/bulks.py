@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -86,6 +87,12 @@ class BulkWorkers:
             thread.start()
 
     @property
+    def in_flight(self) -> int:
+        """Bulks handed to the workers and not finished."""
+        with self._lock:
+            return len(self._live)
+
+    @property
     def retrying(self) -> int:
         """How many bulks are waiting to retry now (the store is failing)."""
         return self._retrying
@@ -138,12 +145,15 @@ class BulkWorkers:
         written = 0
         attempt = 0
         while todo:
+            started = time.perf_counter()
             try:
                 results = self._output.write(todo)
             except StoreUnavailableError as exc:
                 self._stats.add(bulk_failures=1)
                 reason = str(exc)
                 results = [Retry(reason)] * len(todo)
+            finally:
+                self._stats.observe_bulk(time.perf_counter() - started)
             again: list[Document] = []
             for doc, result in zip(todo, results, strict=True):
                 if result is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from itertools import groupby
 from operator import attrgetter
@@ -35,11 +36,17 @@ from kafkalog.sink.outputs import Output
 from kafkalog.sink.outputs.file import FileOutput
 from kafkalog.sink.stats import SinkStats
 
-__all__ = ["Sink", "build_output"]
+__all__ = ["Sink", "build_output", "live_sinks"]
 
 _POLL_S = 0.2
 _LAG_EVERY_S = 1.0
 _warnings = RateLimitedWarnings()
+_LIVE: weakref.WeakSet[Sink] = weakref.WeakSet()
+
+
+def live_sinks() -> list[Sink]:
+    """The sinks of this process that are running (for :mod:`kafkalog.metrics`)."""
+    return list(_LIVE)
 
 
 def build_output(config: SinkConfig) -> Output:
@@ -107,9 +114,11 @@ class Sink:
                 start=config.start,
                 consumer_config={**client_settings(kafka), **config.consumer})
             self.started.set()
+            _LIVE.add(self)
             try:
                 self._consume(stop)
             finally:
+                _LIVE.discard(self)
                 self._settle(None)
                 self._consumer.close()
         finally:
@@ -119,8 +128,19 @@ class Sink:
             if self._dead_letters is None:
                 dead_letters.close()
 
+    @property
+    def _group(self) -> GroupConsumer:
+        if self._consumer is None:
+            raise InvariantError("the sink is not running: no consumer")
+        return self._consumer
+
+    @property
+    def _pool(self) -> BulkWorkers:
+        if self._workers is None:
+            raise InvariantError("the sink is not running: no bulk workers")
+        return self._workers
+
     def _consume(self, stop: threading.Event) -> None:
-        assert self._consumer is not None
         config = self.config
         next_commit = next_lag = self._clock()
         while not stop.is_set():
@@ -130,15 +150,22 @@ class Sink:
                 self._commit(None)
                 next_commit = now + config.commit_interval_ms / 1000
             if now >= next_lag:
-                self._stats.set(lag=self._consumer.lag())
+                self._gauges()
                 next_lag = now + _LAG_EVERY_S
             self._flow_control()
-            records = self._consumer.poll(_POLL_S, config.bulk_max_records)
+            records = self._group.poll(_POLL_S, config.bulk_max_records)
             if records:
                 self._dispatch(records)
 
+    def _gauges(self) -> None:
+        """Lag, work in flight and the oldest unindexed record's age, for progress and
+        metrics (once a second)."""
+        oldest = self._tracker.oldest_timestamp_ms()
+        age_s = 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+        self._stats.set(lag=self._group.lag(), in_flight_bulks=self._pool.in_flight,
+                        oldest_unindexed_age_s=age_s)
+
     def _dispatch(self, records: Sequence[GroupRecord]) -> None:
-        assert self._workers is not None
         max_records, max_bytes = self.config.bulk_max_records, self.config.bulk_max_bytes
         self._stats.add(read=len(records))
         for (topic, number), group in groupby(records, key=attrgetter("topic", "partition")):
@@ -156,9 +183,9 @@ class Sink:
                 self._submit(partition, chunk)
 
     def _submit(self, partition: Partition, chunk: list[GroupRecord]) -> None:
-        assert self._workers is not None
-        span = self._tracker.dispatch(partition, chunk[0].offset, chunk[-1].offset, len(chunk))
-        self._workers.submit(Bulk(partition, chunk, span))
+        span = self._tracker.dispatch(partition, chunk[0].offset, chunk[-1].offset, len(chunk),
+                                      chunk[0].timestamp_ms)
+        self._pool.submit(Bulk(partition, chunk, span))
 
     def _drain(self, timeout_s: float) -> None:
         """Take the bulks the workers finished; move the commit points of completed ones."""
@@ -177,29 +204,27 @@ class Sink:
 
     def _flow_control(self) -> None:
         """Pause every partition while a bulk retries or too much is in flight."""
-        assert self._consumer is not None and self._workers is not None
         in_flight = self._tracker.pending()
         limit = self.config.max_in_flight_records - self.config.bulk_max_records
-        want_pause = self._workers.retrying > 0 or in_flight > limit
+        want_pause = self._pool.retrying > 0 or in_flight > limit
         if want_pause != self._paused:
-            assignment = self._consumer.assignment()
+            assignment = self._group.assignment()
             if want_pause:
-                self._consumer.pause(assignment)
+                self._group.pause(assignment)
             else:
-                self._consumer.resume(assignment)
+                self._group.resume(assignment)
             self._paused = want_pause
             self._stats.set(paused=want_pause)
 
     def _commit(self, partitions: Collection[Partition] | None) -> None:
         """Commit the offsets that moved (of ``partitions`` only, if given)."""
-        assert self._consumer is not None
         offsets: Mapping[Partition, int] = self._tracker.to_commit()
         if partitions is not None:
             offsets = {p: n for p, n in offsets.items() if p in partitions}
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets)
+            self._group.commit(offsets)
         except GroupCommitError as exc:
             self._stats.add(commit_failures=1)
             _warnings.warn("commit", "kafkalog sink: %s (records after the last commit are "
@@ -213,7 +238,6 @@ class Sink:
     def _settle(self, partitions: Collection[Partition] | None) -> None:
         """Let the bulks of ``partitions`` (None: all) finish within the bound, abandon the
         rest, and commit what was written."""
-        assert self._workers is not None
         deadline = self._clock() + self.config.shutdown_timeout_ms / 1000
         wanted = None if partitions is None else set(partitions)
 
@@ -224,7 +248,7 @@ class Sink:
 
         while pending() and self._clock() < deadline:
             self._drain(min(0.1, max(deadline - self._clock(), 0.001)))
-        self._workers.abandon(wanted)
+        self._pool.abandon(wanted)
         self._drain(0)
         self._commit(partitions)
 

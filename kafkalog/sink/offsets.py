@@ -22,10 +22,12 @@ __all__ = ["OffsetTracker", "Span"]
 class Span:
     """The records of one partition in one bulk: ``first`` to ``last`` offset."""
 
-    __slots__ = ("count", "done", "first", "last", "partition")
+    __slots__ = ("count", "done", "first", "first_timestamp_ms", "last", "partition")
 
-    def __init__(self, partition: Partition, first: int, last: int, count: int) -> None:
+    def __init__(self, partition: Partition, first: int, last: int, count: int,
+                 first_timestamp_ms: int = 0) -> None:
         self.partition = partition
+        self.first_timestamp_ms = first_timestamp_ms
         self.first = first
         self.last = last
         self.count = count
@@ -40,9 +42,11 @@ class OffsetTracker:
         self._next: dict[Partition, int] = {}  # commit point reached, not yet committed
         self._committed: dict[Partition, int] = {}
 
-    def dispatch(self, partition: Partition, first: int, last: int, count: int) -> Span:
-        """Note that records ``first``..``last`` of ``partition`` went out in a bulk."""
-        span = Span(partition, first, last, count)
+    def dispatch(self, partition: Partition, first: int, last: int, count: int,
+                 first_timestamp_ms: int = 0) -> Span:
+        """Note that records ``first``..``last`` of ``partition`` went out in a bulk (the
+        first one's Kafka timestamp: ``first_timestamp_ms``)."""
+        span = Span(partition, first, last, count, first_timestamp_ms)
         self._spans.setdefault(partition, deque()).append(span)
         return span
 
@@ -65,6 +69,11 @@ class OffsetTracker:
     def oldest_pending(self) -> dict[Partition, int]:
         """The first offset not yet acknowledged, per partition with work in flight."""
         return {p: q[0].first for p, q in self._spans.items() if q}
+
+    def oldest_timestamp_ms(self) -> int | None:
+        """The Kafka timestamp of the oldest record not yet acknowledged (None: none)."""
+        stamps = [q[0].first_timestamp_ms for q in self._spans.values() if q]
+        return min(stamps) if stamps else None
 
     def to_commit(self) -> dict[Partition, int]:
         """The offsets to commit now: those that moved since the last :meth:`committed`."""

@@ -6,10 +6,14 @@ changes are per bulk, not per record, so the lock is cheap.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import Any
 
-__all__ = ["SinkStats"]
+__all__ = ["LATENCY_BOUNDS_S", "SinkStats"]
+
+#: Upper bounds (seconds) of the bulk latency histogram's buckets; one more counts the rest.
+LATENCY_BOUNDS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 _COUNTERS = (
     "read",           # records read from Kafka
@@ -33,13 +37,23 @@ class SinkStats:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(_COUNTERS, 0)
         self._gauges: dict[str, Any] = {"in_flight_records": 0, "in_flight_bulks": 0,
-                                        "paused": False, "lag": {}, "committed": {}}
+                                        "oldest_unindexed_age_s": 0.0, "paused": False,
+                                        "lag": {}, "committed": {}}
+        self._latency = [0] * (len(LATENCY_BOUNDS_S) + 1)
+        self._latency_sum = 0.0
 
     def add(self, **counts: int) -> None:
         """Add to counters by name."""
         with self._lock:
             for name, n in counts.items():
                 self._counts[name] += n
+
+    def observe_bulk(self, seconds: float) -> None:
+        """One bulk request took ``seconds`` (successful or not)."""
+        bucket = bisect.bisect_left(LATENCY_BOUNDS_S, seconds)
+        with self._lock:
+            self._latency[bucket] += 1
+            self._latency_sum += seconds
 
     def set(self, **gauges: Any) -> None:
         """Set gauges by name (in-flight work, lag per partition, committed offsets)."""
@@ -53,4 +67,6 @@ class SinkStats:
     def snapshot(self) -> dict[str, Any]:
         """Every counter and gauge, as a new dict."""
         with self._lock:
-            return {**self._counts, **self._gauges}
+            latency = {"bounds": LATENCY_BOUNDS_S, "counts": list(self._latency),
+                       "sum": self._latency_sum}
+            return {**self._counts, **self._gauges, "bulk_latency_s": latency}
