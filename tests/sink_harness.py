@@ -144,3 +144,50 @@ def group_members(bootstrap: str, group: str) -> int:
         return len(found.get("members") or [])
     finally:
         admin.close()
+
+
+class Search:
+    """A small OpenSearch client for assertions (opensearch-py, refresh before reading)."""
+
+    def __init__(self, url: str) -> None:
+        from opensearchpy import OpenSearch  # noqa: PLC0415 - the extra, only where used
+
+        self.client = OpenSearch(hosts=[url], timeout=30, max_retries=0)
+        # One node: replicas could never be assigned, and a yellow cluster is not "up" to the
+        # harness after a restart.
+        self.client.cluster.put_settings(
+            body={"persistent": {"cluster.default_number_of_replicas": 0}})
+
+    def count(self, index: str) -> int:
+        """Documents in ``index`` (a pattern), after a refresh; 0 if it does not exist."""
+        try:
+            self.client.indices.refresh(index=index, ignore_unavailable=True,
+                                        allow_no_indices=True)
+            return int(self.client.count(index=index, params={"ignore_unavailable": "true",
+                                                              "allow_no_indices": "true"})
+                       ["count"])
+        except Exception:  # the store restarting: not there yet
+            return -1
+
+    def docs(self, index: str) -> list[dict[str, Any]]:
+        """Every document of ``index`` (a pattern) with ``_id``, ``_index``, ``_version``."""
+        self.client.indices.refresh(index=index)
+        out: list[dict[str, Any]] = []
+        response = self.client.search(index=index, body={"query": {"match_all": {}},
+                                                         "sort": ["_doc"], "version": True},
+                                      size=5000, scroll="1m")
+        while response["hits"]["hits"]:
+            out.extend(response["hits"]["hits"])
+            response = self.client.scroll(scroll_id=response["_scroll_id"], scroll="1m")
+        return out
+
+    def mapping(self, index: str) -> dict[str, Any]:
+        """The properties of the first index matching ``index``."""
+        found = self.client.indices.get_mapping(index=index)
+        return dict(next(iter(found.values()))["mappings"]["properties"])
+
+    def delete(self, index: str) -> None:
+        """Delete the indices matching ``index`` (and the sink's template)."""
+        self.client.indices.delete(index=index, ignore_unavailable=True)
+        if self.client.indices.exists_index_template(name="kafkalog"):
+            self.client.indices.delete_index_template(name="kafkalog")

@@ -74,6 +74,7 @@ class SinkConfig:
     template: bool = True
     template_name: str = "kafkalog"
     schema: str = "default"  # the records' schema, for the template's mappings
+    template_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     ca_certs: str | None = None
     username: str | None = None
     password_file: str | None = None
@@ -167,6 +168,7 @@ _CHECKS: dict[str, Any] = {
     "template": boolean,
     "template_name": string,
     "schema": one_of(SCHEMAS),
+    "template_settings": mapping,
     "ca_certs": optional(string),
     "username": optional(string),
     "password_file": optional(string),

@@ -8,7 +8,7 @@ the ``--index`` pattern makes and the fallback index.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["index_template"]
@@ -61,12 +61,17 @@ _ECS: dict[str, Any] = {
 _MAPPINGS = {"default": _DEFAULT, "ecs": _ECS}
 
 
-def index_template(patterns: Sequence[str], schema: str) -> dict[str, Any]:
-    """The body of a composable index template for ``patterns`` and record ``schema``."""
+def index_template(patterns: Sequence[str], schema: str,
+                   settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The body of a composable index template for ``patterns`` and record ``schema``, with
+    index ``settings`` (``number_of_replicas``, ``refresh_interval``...) if given."""
+    template: dict[str, Any] = {"mappings": {"properties": _MAPPINGS[schema]}}
+    if settings:
+        template["settings"] = dict(settings)
     return {
         "index_patterns": list(patterns),
         # Above the store's built-in templates, below a user's own (100 and up is theirs).
         "priority": 50,
-        "template": {"mappings": {"properties": _MAPPINGS[schema]}},
+        "template": template,
         "_meta": {"managed_by": "kafkalog sink", "schema": schema},
     }

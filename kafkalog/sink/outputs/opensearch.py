@@ -88,7 +88,8 @@ class OpenSearchOutput:
         pattern = config.index_pattern()
         template = None
         if config.template:
-            template = index_template([pattern.wildcard(), pattern.fallback], config.schema)
+            template = index_template([pattern.wildcard(), pattern.fallback], config.schema,
+                                      config.template_settings)
         return cls(opensearchpy.OpenSearch(**options), template=template,
                    template_name=config.template_name, hosts=config.hosts)
 
