@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +17,16 @@ import pytest
 from conftest import ExternalBroker
 from kafka import KafkaProducer
 from kafka_read import consume
-from sink_harness import Search, committed, kill, log_records, sink, stop, wait_for
+from sink_harness import (
+    Search,
+    committed,
+    group_members,
+    kill,
+    log_records,
+    sink,
+    stop,
+    wait_for,
+)
 
 pytest.importorskip("opensearchpy")
 
@@ -122,16 +132,25 @@ def test_a_store_outage_ends_with_every_record_indexed_and_nothing_committed_mea
 
 
 def test_a_crash_loop_ends_with_every_record_once(
-        kafka_broker: ExternalBroker, topic: str, opensearch: Any, search: Search) -> None:
+        kafka_broker: ExternalBroker, topic: str, opensearch: Any, search: Search,
+        tmp_path: Path) -> None:
     group = f"g-{uuid.uuid4().hex[:8]}"
-    config = ["--bulk-max-records", "100"]
+    config = tmp_path / "sink.toml"
+    # A killed member holds its partitions until its session runs out (the broker's minimum).
+    config.write_text("bulk_max_records = 100\ncommit_interval_ms = 200\n[consumer]\n"
+                      "session_timeout_ms = 6000\nheartbeat_interval_ms = 1000\n")
     total = N * 2
+    parts = 20
+    logged = [0]
     done = threading.Event()
 
     def app() -> None:  # records flow while the sink is killed
         try:
-            for part in range(10):
-                log_records(kafka_broker.bootstrap, topic, total // 10, first=part * total // 10)
+            for part in range(parts):
+                log_records(kafka_broker.bootstrap, topic, total // parts,
+                            first=part * total // parts)
+                logged[0] += total // parts
+                time.sleep(0.3)  # pacing the flow, not a synchronisation
         finally:
             done.set()
 
@@ -140,18 +159,23 @@ def test_a_crash_loop_ends_with_every_record_once(
     rng = random.Random(11)
     try:
         for _ in range(KILLS):
-            process = sink(*args(kafka_broker, topic, group, opensearch.url), *config)
+            process = sink("--config", str(config),
+                           *args(kafka_broker, topic, group, opensearch.url))
             seen = max(search.count("sinktest-*"), 0)
-            wait_for(lambda s=seen: search.count("sinktest-*") > s, process=process,
-                     what="progress before the kill")
-            time.sleep(rng.uniform(0, 1.5))  # a random point to kill at, not a synchronisation
+            wait_for(lambda s=seen: (search.count("sinktest-*") > s
+                                     or search.count("sinktest-*") >= logged[0] > 0),
+                     process=process, what="progress before the kill")
+            time.sleep(rng.uniform(0, 1.0))  # a random point to kill at, not a synchronisation
             kill(process)
     finally:
         writer.join(120)
     assert done.is_set()
-    process = sink(*args(kafka_broker, topic, group, opensearch.url), *config)
+    process = sink("--config", str(config), *args(kafka_broker, topic, group, opensearch.url))
     wait_for(lambda: search.count("sinktest-*") >= total, process=process, timeout_s=180,
              what="every record after the kills")
+    # Running (signal handlers in place) once it is the group's only member.
+    wait_for(lambda: group_members(kafka_broker.bootstrap, group) == 1, process=process,
+             what="the last sink in the group")
     stop(process)
     docs = search.docs("sinktest-*")
     assert len(docs) == total
