@@ -18,6 +18,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 
 from kafkalog.client.reader import TOPIC_METADATA_WAIT_S, TopicMissingError
+from kafkalog.diagnostics import log
 from kafkalog.errors import KafkalogError
 
 __all__ = [
@@ -57,7 +58,9 @@ class GroupRecord(NamedTuple):
 
 
 class GroupListener(Protocol):
-    """Told about rebalances, on the polling thread, from inside :meth:`GroupConsumer.poll`."""
+    """Told about rebalances from inside :meth:`GroupConsumer.poll`, while the polling thread
+    waits in it: on kafka-python's I/O thread, where no blocking consumer call may be made
+    (commit with :meth:`GroupConsumer.commit_async`)."""
 
     def revoked(self, partitions: Collection[Partition]) -> None:
         """These partitions go to another member: settle their work and commit now."""
@@ -187,6 +190,21 @@ class GroupConsumer:
         except kafka.errors.KafkaError as exc:
             raise GroupCommitError(f"commit not accepted: {type(exc).__name__}") from exc
 
+    def commit_async(self, next_offsets: Mapping[Partition, int]) -> None:
+        """Send a commit without waiting for the answer: the only kind a rebalance callback
+        may make (kafka-python runs those on its I/O thread, where a blocking call fails). If
+        it is lost, the next owner reads those records again."""
+        if not next_offsets:
+            return
+        offsets = {
+            kafka.TopicPartition(p.topic, p.partition): OffsetAndMetadata(offset, "", -1)
+            for p, offset in next_offsets.items()
+        }
+        try:
+            self._consumer.commit_async(offsets)
+        except Exception as exc:  # never out of a rebalance callback: it would fail the join
+            log.warning("kafkalog: commit at revocation not sent: %s", type(exc).__name__)
+
     def committed(self, partition: Partition) -> int | None:
         """The group's committed offset of ``partition`` (None if it has none)."""
         tp = kafka.TopicPartition(partition.topic, partition.partition)
@@ -219,7 +237,15 @@ class _Relay(ConsumerRebalanceListener):  # type: ignore[misc]
         self._listener = listener
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        self._listener.revoked([Partition(tp.topic, tp.partition) for tp in revoked])
+        try:
+            self._listener.revoked([Partition(tp.topic, tp.partition) for tp in revoked])
+        except Exception:
+            log.exception("kafkalog: revoking partitions failed")
+            raise
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        self._listener.assigned([Partition(tp.topic, tp.partition) for tp in assigned])
+        try:
+            self._listener.assigned([Partition(tp.topic, tp.partition) for tp in assigned])
+        except Exception:
+            log.exception("kafkalog: assigning partitions failed")
+            raise

@@ -7,8 +7,8 @@ every partition while a bulk is retrying or the records in flight reach
 ``max_in_flight_records`` (memory is bounded by records in flight, not by the lag), and keeps
 polling meanwhile, which is what keeps it in the group.
 
-On a rebalance, revoked partitions get ``shutdown_timeout_ms`` for their bulks to finish;
-then the rest is abandoned and what was written is committed. On stop, the same for every
+On a rebalance, revoked partitions get up to 3 s for their bulks to finish; then the rest is
+abandoned and the commit of what was written is sent. On stop, the same for every
 partition, and the consumer leaves the group at once.
 """
 
@@ -40,6 +40,9 @@ __all__ = ["Sink", "build_output", "live_sinks"]
 
 _POLL_S = 0.2
 _LAG_EVERY_S = 1.0
+# How long a revocation waits for its bulks: it holds kafka-python's I/O thread (heartbeats
+# too), so well under the session timeout.
+_REVOKE_WAIT_MAX_S = 3.0
 _warnings = RateLimitedWarnings()
 _LIVE: weakref.WeakSet[Sink] = weakref.WeakSet()
 
@@ -119,7 +122,7 @@ class Sink:
                 self._consume(stop)
             finally:
                 _LIVE.discard(self)
-                self._settle(None)
+                self._settle()
                 self._consumer.close()
         finally:
             if self._workers is not None:
@@ -147,7 +150,7 @@ class Sink:
             self._drain(0)
             now = self._clock()
             if now >= next_commit:
-                self._commit(None)
+                self._commit()
                 next_commit = now + config.commit_interval_ms / 1000
             if now >= next_lag:
                 self._gauges()
@@ -216,11 +219,9 @@ class Sink:
             self._paused = want_pause
             self._stats.set(paused=want_pause)
 
-    def _commit(self, partitions: Collection[Partition] | None) -> None:
-        """Commit the offsets that moved (of ``partitions`` only, if given)."""
+    def _commit(self) -> None:
+        """Commit the offsets that moved."""
         offsets: Mapping[Partition, int] = self._tracker.to_commit()
-        if partitions is not None:
-            offsets = {p: n for p, n in offsets.items() if p in partitions}
         if not offsets:
             return
         try:
@@ -235,30 +236,38 @@ class Sink:
         self._stats.set(committed={f"{p.topic}-{p.partition}": n
                                    for p, n in self._tracker.committed_offsets().items()})
 
-    def _settle(self, partitions: Collection[Partition] | None) -> None:
-        """Let the bulks of ``partitions`` (None: all) finish within the bound, abandon the
-        rest, and commit what was written."""
+    def _settle(self) -> None:
+        """At stop: let the bulks in flight finish within ``shutdown_timeout_ms``, abandon
+        the rest, and commit what was written."""
         deadline = self._clock() + self.config.shutdown_timeout_ms / 1000
-        wanted = None if partitions is None else set(partitions)
-
-        def pending() -> int:
-            if wanted is None:
-                return self._tracker.pending()
-            return sum(self._tracker.pending(p) for p in wanted)
-
-        while pending() and self._clock() < deadline:
+        while self._tracker.pending() and self._clock() < deadline:
             self._drain(min(0.1, max(deadline - self._clock(), 0.001)))
-        self._pool.abandon(wanted)
+        self._pool.abandon()
         self._drain(0)
-        self._commit(partitions)
+        self._commit()
 
-    # -- the group's rebalance callbacks (on this thread, from inside poll) --------------------
+    # -- the group's rebalance callbacks (kafka-python's I/O thread, from inside poll) --------
 
     def revoked(self, partitions: Collection[Partition]) -> None:
-        """Settle the revoked partitions' bulks, commit them, and forget them."""
-        if partitions:
-            self._settle(partitions)
-            self._tracker.forget(partitions)
+        """Let the revoked partitions' bulks finish (bounded), abandon the rest, send the
+        commit of what was written, and forget them.
+
+        Runs on kafka-python's I/O thread while the loop's thread waits in poll(), so the
+        tracker is not touched by two threads at once; but nothing here may block on Kafka,
+        and heartbeats wait meanwhile: hence the shorter bound and the commit not waited for.
+        """
+        if not partitions:
+            return
+        wanted = set(partitions)
+        deadline = self._clock() + min(self.config.shutdown_timeout_ms / 1000,
+                                       _REVOKE_WAIT_MAX_S)
+        while (sum(self._tracker.pending(p) for p in wanted)
+               and self._clock() < deadline):
+            self._drain(min(0.1, max(deadline - self._clock(), 0.001)))
+        self._pool.abandon(wanted)
+        offsets = {p: n for p, n in self._tracker.to_commit().items() if p in wanted}
+        self._group.commit_async(offsets)
+        self._tracker.forget(wanted)
 
     def assigned(self, partitions: Collection[Partition]) -> None:
         """New partitions start paused if the loop is holding back."""

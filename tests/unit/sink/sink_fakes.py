@@ -74,12 +74,17 @@ class FakeConsumer:
         self.owned = set(partitions)
         self.paused: set[Partition] = set()
         self.commits: list[dict[Partition, int]] = []
+        self.async_commits: list[dict[Partition, int]] = []
+        #: Called at the start of each poll, as kafka-python calls the rebalance listener.
+        self.before_poll: Any = None
         self.closed = False
         self.announced = False
         self.polls = 0
 
     def poll(self, timeout_s: float, max_records: int) -> list[GroupRecord]:
         self.polls += 1
+        if self.before_poll is not None:
+            self.before_poll(self)
         if not self.announced:
             self.announced = True
             self.listener.assigned(list(self.owned))
@@ -102,6 +107,9 @@ class FakeConsumer:
 
     def commit(self, offsets: Mapping[Partition, int]) -> None:
         self.commits.append(dict(offsets))
+
+    def commit_async(self, offsets: Mapping[Partition, int]) -> None:
+        self.async_commits.append(dict(offsets))
 
     def lag(self) -> dict[Partition, int]:
         return {}

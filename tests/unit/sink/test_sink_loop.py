@@ -30,11 +30,13 @@ def run_until(sink: Sink, condition: Callable[[], bool], timeout_s: float = 10.0
     assert not thread.is_alive()
 
 
-def make_sink(records: list, output: MemoryOutput, **options: Any) -> tuple[Sink, list]:
+def make_sink(records: list, output: MemoryOutput, before_poll: Any = None,
+              **options: Any) -> tuple[Sink, list]:
     consumers: list[FakeConsumer] = []
 
     def factory(servers: Any, topics: Any, group: Any, *, listener: Any, **_: Any) -> Any:
         consumer = FakeConsumer(records, listener=listener, partitions={P0, P1})
+        consumer.before_poll = before_poll
         consumers.append(consumer)
         return consumer
 
@@ -89,3 +91,22 @@ def test_memory_is_bounded_by_records_in_flight_not_by_the_lag() -> None:
     gate.set()
     assert sink.stats()["read"] <= 6 + 3  # max_in_flight_records, plus one poll's worth
     assert consumers[0].last_committed() == {}
+
+
+
+def test_revoked_partitions_send_the_commit_of_what_was_written_and_are_forgotten() -> None:
+    records = [record(n, b'{"id":"p0-%d"}' % n) for n in range(5)]
+    output = MemoryOutput()
+    revoked = threading.Event()
+
+    def revoke_once_written(consumer: FakeConsumer) -> None:
+        if not revoked.is_set() and len(output.docs) == 5:
+            revoked.set()
+            consumer.listener.revoked([P0])  # inside poll, as kafka-python does
+            consumer.owned.discard(P0)
+
+    sink, consumers = make_sink(records, output, before_poll=revoke_once_written)
+    run_until(sink, revoked.is_set)
+    (consumer,) = consumers
+    assert consumer.async_commits == [{P0: 5}]
+    assert P0 not in consumer.last_committed()  # forgotten: the stop commits nothing for it
