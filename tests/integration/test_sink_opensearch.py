@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +19,8 @@ import pytest
 from conftest import ExternalBroker
 from kafka import KafkaProducer
 from kafka_read import consume
+from ship_harness import append, log_file
+from ship_harness import lines as ship_lines
 from sink_harness import (
     Search,
     committed,
@@ -27,6 +31,8 @@ from sink_harness import (
     stop,
     wait_for,
 )
+
+from kafkalog.ship.registry import Registry
 
 pytest.importorskip("opensearchpy")
 
@@ -182,3 +188,39 @@ def test_a_crash_loop_ends_with_every_record_once(
     assert len({d["_id"] for d in docs}) == total
     reprocessed = sum(d["_version"] - 1 for d in docs)
     print(f"{KILLS} kills: {reprocessed} records indexed again (overwrote themselves)")
+
+
+def test_lines_that_kafkalog_ship_sent_twice_are_one_document_each(
+        kafka_broker: ExternalBroker, topic: str, opensearch: Any, search: Search,
+        tmp_path: Path) -> None:
+    log = log_file(tmp_path)
+    count = 300
+    append(log, ship_lines(0, count))
+    state = tmp_path / "state"
+    ship_args = ["--path", str(log), "--topic", topic, "--state-dir", str(state),
+                 "--bootstrap-servers", kafka_broker.bootstrap]
+
+    def ship_all() -> None:
+        agent = subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *ship_args],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: {s.path: s.offset for s in Registry(state).load()}.get(str(log))
+                 == log.stat().st_size, process=agent, timeout_s=120,
+                 what="the agent caught up")
+        stop(agent)
+
+    ship_all()
+    # The agent's registry write lost (a crash after the send and before the write): it ships
+    # every line again.
+    for name in ("registry.json", "registry.json.bak"):
+        (state / name).unlink(missing_ok=True)
+    ship_all()
+    assert len(consume(kafka_broker.bootstrap, topic, 2 * count)) == 2 * count
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    process = sink(*args(kafka_broker, topic, group, opensearch.url), "--index",
+                   "sinktest-ship-%Y.%m.%d")
+    wait_for(lambda: sum(committed(kafka_broker.bootstrap, group, topic, [0, 1, 2]).values())
+             >= 2 * count, process=process, timeout_s=120, what="both copies read and written")
+    stop(process)
+    docs = search.docs("sinktest-*")
+    assert len(docs) == count
+    assert all(d["_version"] == 2 for d in docs)  # each line written twice, over itself
