@@ -81,6 +81,9 @@ class BulkWorkers:
         self._lock = threading.Lock()
         self._live: set[Bulk] = set()
         self._retrying = 0
+        #: The first unexpected error of a worker (a bug): the loop stops the sink with it,
+        #: rather than stall the bulk's partition for good.
+        self.failure: Exception | None = None
         self._threads = [threading.Thread(target=self._work, name=f"kafkalog-sink-bulk-{i}",
                                           daemon=True) for i in range(workers)]
         for thread in self._threads:
@@ -125,9 +128,11 @@ class BulkWorkers:
                 return
             try:
                 bulk.completed = self._write(bulk)
-            except Exception as exc:  # a bug must not kill the worker: the bulk stays unacked
-                log.warning("kafkalog sink: bulk of %s failed: %s", bulk.partition, exc,
-                            exc_info=True)
+            except Exception as exc:  # a bug: the bulk stays unacknowledged, the sink stops
+                log.error("kafkalog sink: bulk of %s failed: %s", bulk.partition, exc,
+                          exc_info=True)
+                if self.failure is None:
+                    self.failure = exc
             finally:
                 with self._lock:
                     self._live.discard(bulk)

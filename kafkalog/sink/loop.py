@@ -147,6 +147,8 @@ class Sink:
         config = self.config
         next_commit = next_lag = self._clock()
         while not stop.is_set():
+            if self._pool.failure is not None:
+                raise self._pool.failure
             self._drain(0)
             now = self._clock()
             if now >= next_commit:
@@ -239,7 +241,10 @@ class Sink:
     def _settle(self) -> None:
         """At stop: let the bulks in flight finish within ``shutdown_timeout_ms``, abandon
         the rest, and commit what was written."""
-        deadline = self._clock() + self.config.shutdown_timeout_ms / 1000
+        bound_s = self.config.shutdown_timeout_ms / 1000
+        if self._pool.failure is not None:
+            bound_s = 0.0  # a broken worker finishes nothing: no point waiting
+        deadline = self._clock() + bound_s
         while self._tracker.pending() and self._clock() < deadline:
             self._drain(min(0.1, max(deadline - self._clock(), 0.001)))
         self._pool.abandon()

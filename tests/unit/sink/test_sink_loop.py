@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sink_fakes import FakeConsumer, MemoryDeadLetters, MemoryOutput, record
 
 from kafkalog.client.group import Partition
@@ -110,3 +111,16 @@ def test_revoked_partitions_send_the_commit_of_what_was_written_and_are_forgotte
     (consumer,) = consumers
     assert consumer.async_commits == [{P0: 5}]
     assert P0 not in consumer.last_committed()  # forgotten: the stop commits nothing for it
+
+
+def test_an_unexpected_error_in_a_bulk_worker_stops_the_sink_instead_of_stalling() -> None:
+    output = MemoryOutput()
+
+    def broken(docs: Any) -> Any:
+        raise ZeroDivisionError("a bug")
+
+    output.write = broken  # type: ignore[method-assign]
+    sink, consumers = make_sink([record(0, b'{"id":"a"}')], output)
+    with pytest.raises(ZeroDivisionError):
+        sink.run(threading.Event())
+    assert consumers[0].closed and consumers[0].last_committed() == {}
