@@ -1,6 +1,6 @@
 """asyncio: many concurrent requests log through kafkalog and the event loop never stalls.
 
-    python tests/broker/kraft.py exec -- python examples/asyncio_app.py [--requests 400]
+    .venv/bin/python tests/broker/kraft.py exec -- .venv/bin/python examples/asyncio_app.py
 
 An aiohttp server on 127.0.0.1 (a free port) answers requests from concurrent aiohttp
 clients; each request logs a few records. A middleware binds the request id with

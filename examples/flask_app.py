@@ -1,6 +1,6 @@
 """A Flask app whose records go to Kafka with kafkalog, each carrying its request's fields.
 
-    python tests/broker/kraft.py exec -- python examples/flask_app.py           # a demo
+    .venv/bin/python tests/broker/kraft.py exec -- .venv/bin/python examples/flask_app.py  # a demo
     KAFKALOG_BOOTSTRAP_SERVERS=host:port python examples/flask_app.py --serve   # a server
 
 The demo sends a few requests through Flask's test client, waits until their records are

@@ -1,6 +1,6 @@
 """structlog rendering through the standard library into kafkalog: bound fields at the top level.
 
-    python tests/broker/kraft.py exec -- python examples/structlog_app.py
+    .venv/bin/python tests/broker/kraft.py exec -- .venv/bin/python examples/structlog_app.py
 
 structlog builds the event; its last processor, ``render_to_log_kwargs``, hands the event
 text to ``logging`` as the message and every other key as ``extra=``. kafkalog writes extras

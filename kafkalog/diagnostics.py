@@ -1,4 +1,5 @@
-"""kafkalog's own diagnostics: a ``kafkalog`` logger of its own, with rate-limited warnings.
+"""kafkalog's own diagnostics: a ``kafkalog`` logger of its own, with rate-limited warnings,
+which also summarise the Kafka client's log lines (kept off the application's console).
 
 The logger is not part of the logging hierarchy: it writes to stderr, never propagates (so its
 reports can not travel back into a KafkaHandler on the root logger; the handler also ignores
@@ -52,3 +53,116 @@ class RateLimitedWarnings:
             args = (*args, held_back)
         log.warning(message, *args)
         return True
+
+
+# -- kafka-python's own log lines ---------------------------------------------------------------
+
+#: kafka-python's top-level logger. Its records never go to a KafkaHandler (the handler skips
+#: them); by default they do not reach the application's console either (see below).
+CLIENT_LOGGER_NAME = "kafka"
+# Where the docs say how to see kafka-python's lines again.
+_SHOW_HOW = "see 'kafka-python's own log lines' in docs/troubleshooting.md to show them"
+
+
+class ClientLogSummary(logging.Handler):
+    """kafka-python's records at WARNING and above, summarised as kafkalog's own warnings.
+
+    With the broker down kafka-python logs a dozen ERROR lines a second, and one per metadata
+    refresh while a topic is missing. kafkalog's worker already names the cause once a minute;
+    this keeps kafka-python's lines off the console and says, at most once a minute, how many
+    there were and what the latest one said.
+    """
+
+    def __init__(self, warnings: RateLimitedWarnings | None = None) -> None:
+        super().__init__(logging.WARNING)
+        self._warnings = warnings or RateLimitedWarnings()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count ``record`` into the summary warning (never raises)."""
+        try:
+            self._warnings.warn(
+                "client-log", "kafka-python logged %s (%s): %s [%s]",
+                record.levelname, record.name, record.getMessage()[:500], _SHOW_HOW,
+            )  # fmt: skip
+        except Exception:  # a record whose arguments do not format: nothing to summarise
+            log.debug("summarising a kafka-python record", exc_info=True)
+
+
+def _foreign_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers
+            if not isinstance(h, (logging.NullHandler, ClientLogSummary))]
+
+
+class _ClientLogs:
+    """What kafkalog did to the ``kafka`` logger, so that it can tell and undo it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.summary: ClientLogSummary | None = None
+        self.shown = False
+
+    def configured_by_user(self, source: logging.Logger) -> bool:
+        """Whether the application set up the ``kafka`` logger or one below it: a level, a
+        handler of its own, no propagation, or disabled. kafkalog then leaves them alone."""
+        loggers = [source] + [
+            found for name, found in list(logging.root.manager.loggerDict.items())
+            if name.startswith(CLIENT_LOGGER_NAME + ".") and isinstance(found, logging.Logger)
+        ]  # fmt: skip
+        ours = self.summary is not None and self.summary in source.handlers
+        return any(
+            each.level != logging.NOTSET or _foreign_handlers(each) or each.disabled
+            or (not each.propagate and not (each is source and ours))
+            for each in loggers
+        )
+
+    def quiet(self) -> None:
+        with self.lock:
+            source = logging.getLogger(CLIENT_LOGGER_NAME)
+            if self.summary is not None and self.summary not in source.handlers:
+                self.shown = True  # somebody took it off (dictConfig does): theirs from now on
+            if self.shown or self.configured_by_user(source):
+                self.undo(source)
+                return
+            if self.summary is None:
+                self.summary = ClientLogSummary()
+            if self.summary not in source.handlers:
+                source.addHandler(self.summary)
+            source.propagate = False
+
+    def undo(self, source: logging.Logger) -> None:
+        """Take kafkalog's summary off ``source`` and give back its propagation."""
+        summary, self.summary = self.summary, None
+        if summary is None:
+            return
+        was_ours = summary in source.handlers
+        source.removeHandler(summary)
+        # A logger left without a handler of its own must propagate, or its records vanish;
+        # one the application gave handlers (dictConfig removes ours) keeps what it was given.
+        if was_ours or not _foreign_handlers(source):
+            source.propagate = True
+
+
+_client_logs = _ClientLogs()
+
+
+def quiet_client_logs() -> None:
+    """Keep kafka-python's log lines off the application's console, summarised instead.
+
+    Called each time kafkalog builds a kafka-python client. It adds a
+    :class:`ClientLogSummary` to the ``kafka`` logger and stops that logger's propagation,
+    unless the application configured the ``kafka`` logger (or one below it) itself, or
+    called :func:`show_client_logs`. If the application configures it later, the next call
+    undoes what this one did.
+    """
+    _client_logs.quiet()
+
+
+def show_client_logs() -> None:
+    """Let kafka-python's log lines through to the application's handlers again, for good.
+
+    The same as configuring the ``kafka`` logger yourself (a level, a handler), which kafkalog
+    also leaves alone.
+    """
+    with _client_logs.lock:
+        _client_logs.shown = True
+        _client_logs.undo(logging.getLogger(CLIENT_LOGGER_NAME))

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Kafka brokers for the integration tests.
+"""Shared fixtures: real Kafka brokers (and OpenSearch, from search_fixtures) for the tests.
 
 Brokers start lazily, only when a test requests one of these fixtures, so the unit
 tests never need Java. Set ``KAFKALOG_TEST_BOOTSTRAP=host:port`` to run against an
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,14 @@ from pathlib import Path
 
 import pytest
 from broker.kraft import KafkaBroker, KafkaCluster, create_topic
+from search_fixtures import (  # noqa: F401 (fixtures, found by name)
+    opensearch,
+    opensearch_artifacts,
+    opensearch_index,
+    opensearch_session,
+    opensearch_tls,
+    opensearch_tls_session,
+)
 
 EXTERNAL_BOOTSTRAP_ENV = "KAFKALOG_TEST_BOOTSTRAP"
 _INTEGRATION_DIR = Path(__file__).resolve().parent / "integration"
@@ -93,6 +102,19 @@ def fresh_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
 
 
 @pytest.fixture
+def no_auto_create_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """A started broker of the test's own with ``auto.create.topics.enable=false``."""
+    _require_managed()
+    broker = KafkaBroker(tmp_path / "no-auto-create",
+                         config={"auto.create.topics.enable": "false"})
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop(kill=True)
+
+
+@pytest.fixture
 def kafka_cluster(tmp_path: Path) -> Iterator[KafkaCluster]:
     """A started 3-node KRaft cluster (RF 3, min.insync.replicas 2) of the test's own."""
     _require_managed()
@@ -133,3 +155,48 @@ def logger(request: pytest.FixtureRequest) -> Iterator[logging.Logger]:
 def transport_name(request: pytest.FixtureRequest) -> str:
     """The ``transport`` option: a test taking this runs once with each client library."""
     return str(request.param)
+
+
+@pytest.fixture
+def warnings_heard() -> Iterator[list[str]]:
+    """The messages of kafkalog's own diagnostics (its rate-limited warnings) while the test
+    runs."""
+    from kafkalog import diagnostics  # noqa: PLC0415 - only the tests that ask import it
+
+    heard: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    collect = Collect()
+    diagnostics.log.addHandler(collect)
+    try:
+        yield heard
+    finally:
+        diagnostics.log.removeHandler(collect)
+
+
+@pytest.fixture
+def silent_address() -> Iterator[str]:
+    """127.0.0.1:port whose accept backlog is full: a connect there gets no answer, as with an
+    unroutable address (which a test may not use: only 127.0.0.1)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    held: list[socket.socket] = []
+    for _ in range(8):  # fill the backlog; the first connect that blocks proves it is full
+        client = socket.socket()
+        client.settimeout(0.3)
+        try:
+            client.connect(server.getsockname())
+        except TimeoutError:
+            client.close()
+            break
+        held.append(client)
+    else:
+        pytest.skip("the accept backlog never filled on this system")
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    for client in held:
+        client.close()
+    server.close()

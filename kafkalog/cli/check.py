@@ -18,13 +18,14 @@ from kafkalog.cli.common import (
     EXIT_OK,
     EXIT_UNREACHABLE,
     PROBLEM_EXIT_CODES,
+    PROBLEM_HINTS,
     add_bootstrap,
     add_security,
     client_config,
     positive_float,
     servers,
 )
-from kafkalog.client.probe import ClusterProbe, ProbeError
+from kafkalog.client.probe import WARNING_KINDS, ClusterProbe, ProbeError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                     "that a test record round-trips. Exit codes: 0 ok, 3 no answer in time, "
                     "5 DNS, 6 connection refused, 7 TLS, 8 SASL, 9 not Kafka, 10 topic missing, "
                     "11 topic missing and auto-create disabled, 12 partitions without a leader "
-                    "or access denied, 13 round trip failed.",
+                    "or access denied, 13 round trip failed; warning 14: the topic does not "
+                    "exist yet and the first write will create it.",
     )
     check.add_argument("--topic", required=True)
     add_bootstrap(check)
@@ -75,19 +77,29 @@ def run(args: argparse.Namespace, out: Console) -> int:
     if not args.no_round_trip:
         steps.append(("round trip", lambda: _describe_round_trip(args.topic, probe)))
     try:
-        for name, step in steps:
+        for index, (name, step) in enumerate(steps):
             try:
                 ok(step())
             except ProbeError as exc:
-                out.print(f"[red]FAIL[/red] {name}: {exc} [dim]({exc.kind})[/dim]")
-                hint = _HINTS.get(exc.kind)
-                if hint:
-                    out.print(f"     {hint}")
+                _report(out, name, exc, skipped=[later for later, _ in steps[index + 1:]])
                 return PROBLEM_EXIT_CODES.get(exc.kind, EXIT_UNREACHABLE)
     finally:
         probe.close()
     out.print(f"[green]kafkalog can log to {args.topic!r} on {args.bootstrap_servers}[/green]")
     return EXIT_OK
+
+
+def _report(out: Console, step: str, exc: ProbeError, *, skipped: list[str]) -> None:
+    """A failed step (or a warning: the check stops there too), its hint, what it skipped."""
+    warning = exc.kind in WARNING_KINDS
+    label = "[yellow]WARN[/yellow]" if warning else "[red]FAIL[/red]"
+    out.print(f"{label} {step}: {exc} [dim]({exc.kind})[/dim]")
+    hint = PROBLEM_HINTS.get(exc.kind)
+    if hint:
+        out.print(f"     {hint}")
+    if warning and skipped:
+        # The check never changes the cluster: a round trip would create the topic.
+        out.print(f"     skipped: {', '.join(skipped)} (writing would create the topic)")
 
 
 def _describe_cluster(info: Mapping[str, Any]) -> str:
@@ -108,20 +120,3 @@ def _describe_round_trip(topic: str, probe: ClusterProbe) -> str:
     partition, offset, seconds = probe.round_trip(topic, _check_record(nonce))
     return (f"wrote a test record to partition {partition} at offset {offset} and read it back "
             f"in {seconds * 1000:.0f} ms")
-
-
-_HINTS: Mapping[str, str] = {
-    "dns": "Check the host names in --bootstrap-servers (and the DNS of this machine).",
-    "refused": "Nothing listens there: is Kafka running, and is this its client port?",
-    "unreachable": "No answer in time: a firewall, a wrong address, or a very slow network.",
-    "tls": "The TLS handshake failed: check the CA file, the client certificate and the host "
-           "name in the broker's certificate.",
-    "sasl": "Authentication failed: check the SASL mechanism, user name and password.",
-    "kafka": "Something answered, but not like a Kafka broker: is this the client listener "
-             "(not the controller's), and does the security protocol match it?",
-    "topic_missing": "Create the topic with the partitions and replication you want.",
-    "auto_create_disabled": "Create the topic first (kafka-topics.sh --create ...).",
-    "topic_unhealthy": "Look at the brokers hosting those partitions, or at the ACLs.",
-    "round_trip": "Kafka is reachable but did not take or return the record: look at "
-                  "min.insync.replicas, ACLs and quotas.",
-}

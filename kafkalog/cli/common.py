@@ -30,9 +30,10 @@ EXIT_TOPIC_MISSING = 10
 EXIT_AUTO_CREATE_DISABLED = 11
 EXIT_TOPIC_UNHEALTHY = 12
 EXIT_ROUND_TRIP = 13
+EXIT_TOPIC_AUTO_CREATE = 14  # a warning: the topic does not exist yet, the first write creates it
 EXIT_INTERRUPTED = 130
 
-#: ``kafkalog check`` (and ``tail``) exit codes by kind of problem (transport.PROBE_KINDS).
+#: ``kafkalog check`` (and ``tail``) exit codes by kind of problem (probe.PROBE_KINDS).
 PROBLEM_EXIT_CODES: Mapping[str, int] = {
     "dns": EXIT_DNS,
     "refused": EXIT_REFUSED,
@@ -44,6 +45,26 @@ PROBLEM_EXIT_CODES: Mapping[str, int] = {
     "auto_create_disabled": EXIT_AUTO_CREATE_DISABLED,
     "topic_unhealthy": EXIT_TOPIC_UNHEALTHY,
     "round_trip": EXIT_ROUND_TRIP,
+    "topic_auto_create": EXIT_TOPIC_AUTO_CREATE,
+}
+
+#: What to look at, by kind of problem: printed under the problem by ``check`` and ``tail``.
+PROBLEM_HINTS: Mapping[str, str] = {
+    "dns": "Check the host names in --bootstrap-servers (and the DNS of this machine).",
+    "refused": "Nothing listens there: is Kafka running, and is this its client port?",
+    "unreachable": "No answer in time: a firewall, a wrong address, or a very slow network.",
+    "tls": "The TLS handshake failed: check the CA file, the client certificate and the host "
+           "name in the broker's certificate.",
+    "sasl": "Authentication failed: check the SASL mechanism, user name and password.",
+    "kafka": "Something answered, but not like a Kafka broker: is this the client listener "
+             "(not the controller's), and does the security protocol match it?",
+    "topic_missing": "Create the topic with the partitions and replication you want.",
+    "topic_auto_create": "Logging will work: the first record creates the topic. Create it "
+                         "first to choose its partitions and replication.",
+    "auto_create_disabled": "Create the topic first (kafka-topics.sh --create ...).",
+    "topic_unhealthy": "Look at the brokers hosting those partitions, or at the ACLs.",
+    "round_trip": "Kafka is reachable but did not take or return the record: look at "
+                  "min.insync.replicas, ACLs and quotas.",
 }
 
 # Handler options that tail, check and replay take as --flags (dashes for underscores).
@@ -58,6 +79,14 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An argument type: an integer of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0: {text}")
     return value
 
 

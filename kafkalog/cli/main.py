@@ -7,8 +7,9 @@
 left there (:mod:`kafkalog.cli.replay`); ``kafkalog ship --path GLOB --topic T --state-dir
 DIR`` follows log files into Kafka (:mod:`kafkalog.cli.ship`).
 
-No Kafka client is imported by the CLI: the consumer and the probes live in
-:mod:`kafkalog.client`.
+``kafkalog`` alone prints the help and exits 0 (it asks what the command does);
+``kafkalog --version`` prints the version. No Kafka client is imported by the CLI: the
+consumer and the probes live in :mod:`kafkalog.client`.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from kafkalog import __version__
 from kafkalog.cli import check, replay, ship, sink, spill_info, tail
-from kafkalog.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, client_config
+from kafkalog.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, client_config
 from kafkalog.errors import ConfigError
 
 
@@ -31,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kafkalog",
         description="Read kafkalog topics, check a Kafka setup, inspect and drain spill "
                     "directories, ship log files.",
+        epilog="`kafkalog COMMAND --help` describes a command and its options.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"kafkalog {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     tail.add_parser(sub)
     check.add_parser(sub)
     spill_info.add_parser(sub)
@@ -44,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kafkalog`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # `kafkalog` alone: show what it can do
+        parser.print_help()
+        return EXIT_OK
     if args.command in ("tail", "check"):
         try:
             client_config(args)  # bad security options: a usage error, before any network
@@ -61,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ship.run(args, Console(stderr=True))
     if args.command == "sink":
         return sink.run(args, Console(stderr=True))
-    console = Console(stderr=args.command == "replay", soft_wrap=args.command == "check")
+    # check reports on stdout (its output is the report); replay shows progress on stderr.
+    console = Console(stderr=args.command != "check", soft_wrap=True)
     try:
         if args.command == "check":
             return check.run(args, console)

@@ -2,7 +2,8 @@
 progress bar, deleting each segment once Kafka acknowledged all of it (the store's job).
 
 Segments of a live process are never touched. If Kafka stops taking records, what is left
-stays on disk and the exit status says whether anything was sent.
+stays on disk, is counted (before the store is closed) and reported, and the exit status is
+not 0: 3 if nothing was sent, 4 if some was.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ _BATCH_BYTES = 8 * 1024 * 1024
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``replay`` subcommand and its options to ``sub``."""
-    replay = sub.add_parser("replay", help="send the records of a spill directory to Kafka")
+    replay = sub.add_parser(
+        "replay", help="send the records of a spill directory to Kafka",
+        description="Send what processes that no longer run left in a spill directory, oldest "
+                    "first; segments of running processes are left alone. Exit codes: 0 all "
+                    "sent, 3 none sent, 4 some sent (what is left stays on disk).",
+    )
     replay.add_argument("--spill-dir", required=True)
     add_bootstrap(replay)
     replay.add_argument("--topic", help="send to this topic instead of each segment's own")
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("nothing to replay")
         return EXIT_OK
     timeout_s = args.timeout
-    sent = 0
+    sent = refused = 0
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -103,20 +109,27 @@ def run(args: argparse.Namespace, console: Console) -> int:
             task = progress.add_task(f"{source_topic} -> {target}", total=total, bytes=0,
                                      rate="0")
             try:
-                code = _drain(store, sender, progress, task, timeout_s=timeout_s,
-                              console=console, where=",".join(config.bootstrap_servers))
+                topic_refused = _drain(store, sender, progress, task, timeout_s=timeout_s,
+                                       console=console,
+                                       where=",".join(config.bootstrap_servers))
+                # Counted before close(), which lets go of the segments it adopted (and
+                # pending_records() with them).
+                left = store.pending_records()
             finally:
                 sender.transport.close(5.0)
                 store.close()
-            sent += int(progress.tasks[task].completed)
-            if code != EXIT_OK:
+            sent += int(progress.tasks[task].completed) - topic_refused
+            refused += topic_refused
+            if left:
                 console.print(
-                    f"[red]stopped: {store.pending_records()} record(s) left on disk in "
+                    f"[red]stopped: {left} record(s) of {source_topic!r} left on disk in "
                     f"{directory}; nothing was lost. Run replay again when Kafka is reachable."
                     "[/red]"
                 )
-                return code
-    console.print(f"replayed {sent} record(s)")
+                return EXIT_PARTIAL if sent else EXIT_UNREACHABLE
+    console.print(f"replayed {sent} record(s)" + (
+        f"; Kafka refused {refused} more for good: they are kept in dead-letter segments "
+        f"(kafkalog spill-info {directory})" if refused else ""))
     return EXIT_OK
 
 
@@ -131,15 +144,17 @@ def _drain(
     where: str,
 ) -> int:
     """Replay ``store`` to the end, or to the first batch Kafka does not take, with the
-    pipeline's replay engine (the one the worker uses)."""
+    pipeline's replay engine (the one the worker uses). The count of records Kafka refused."""
     nbytes = 0
+    refused = 0
     started = time.monotonic()
     while True:
         step = replay_once(store, sender, timeout_s, max_records=_BATCH_RECORDS,
                            max_bytes=_BATCH_BYTES)
         if step is None:
-            return EXIT_OK
+            return refused
         if step.refused:  # never dropped: kept in a dead-letter segment beside the spill
+            refused += step.refused
             console.print(f"[yellow]Kafka refused {step.refused} record(s); kept them in a "
                           "dead-letter segment[/yellow]")
         nbytes += step.value_bytes
@@ -148,4 +163,4 @@ def _drain(
                         rate=f"{progress.tasks[task].completed / elapsed:,.0f}")
         if step.error is not None:
             console.print(f"[red]cannot deliver to Kafka at {where}: {step.error}[/red]")
-            return EXIT_UNREACHABLE if store.replayed == 0 else EXIT_PARTIAL
+            return refused

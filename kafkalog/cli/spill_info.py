@@ -1,6 +1,7 @@
 """``kafkalog spill-info DIR``: print the segments of a spill directory as a table or as JSON.
 
 The directory is read by :mod:`kafkalog.spill.inspect`; this module only prints what it found.
+On a terminal the table fits its width; piped or redirected, it is never cut or wrapped.
 """
 
 from __future__ import annotations
@@ -52,9 +53,23 @@ def spill_info(directory: Path) -> list[dict[str, Any]]:
     return [as_json_row(summary) for summary in segment_summaries(directory)]
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    """Run ``kafkalog spill-info``; the table goes to ``console``, JSON to stdout."""
-    directory = spill_dir_or_none(args.directory, console)
+# The width of a console that is not a terminal: wider than any table, so nothing is cut (a
+# table is only as wide as its cells; rich would otherwise assume 80 columns).
+_UNCUT_WIDTH = 1_000_000
+
+
+def table_console() -> Console:
+    """A console on stdout that never cuts the table: the terminal's width on a terminal,
+    unbounded when the output goes to a pipe or a file."""
+    console = Console(highlight=False)
+    if console.is_terminal:
+        return console
+    return Console(highlight=False, width=_UNCUT_WIDTH, soft_wrap=True)
+
+
+def run(args: argparse.Namespace, err: Console) -> int:
+    """Run ``kafkalog spill-info``; the table or the JSON goes to stdout, errors to ``err``."""
+    directory = spill_dir_or_none(args.directory, err)
     if directory is None:
         return EXIT_USAGE
     summaries = segment_summaries(directory)
@@ -62,6 +77,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         rows = [as_json_row(summary) for summary in summaries]
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return EXIT_OK
+    console = table_console()
     table = Table(title=f"spill directory {directory}")
     for column in ("file", "kind", "topic", "records", "bytes", "oldest", "newest", "corrupt",
                    "writer"):

@@ -24,9 +24,11 @@ from kafkalog.cli.common import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
     PROBLEM_EXIT_CODES,
+    PROBLEM_HINTS,
     add_bootstrap,
     add_security,
     client_config,
+    non_negative_int,
     positive_float,
     positive_int,
     servers,
@@ -38,7 +40,7 @@ from kafkalog.cli.tail_records import (
     TailPrinter,
     level_number,
 )
-from kafkalog.client.probe import connection_problem
+from kafkalog.client.probe import ClusterProbe, ProbeError, connection_problem
 from kafkalog.client.reader import StartAt, TopicMissingError, TopicReader
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -70,7 +72,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tail = sub.add_parser(
         "tail", help="print the records of a log topic",
         description="Print the records of a topic: coloured by level on a terminal, JSON lines "
-                    "(unchanged) with --json or when the output is not a terminal.",
+                    "(unchanged) with --json or when the output is not a terminal. Exit codes "
+                    "(as check's): 0 done, 3 no answer in time, 5 DNS, 6 connection refused, "
+                    "7 TLS, 8 SASL, 10 topic missing, 130 Ctrl-C or SIGTERM.",
     )
     tail.add_argument("--topic", required=True)
     add_bootstrap(tail)
@@ -81,9 +85,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        help="start at the oldest record")
     start.add_argument("--since", metavar="WHEN",
                        help="start at records this old (10m, 1h30m, 2d) or this time (ISO 8601)")
-    start.add_argument("-n", "--lines", type=positive_int, default=10,
+    start.add_argument("-n", "--lines", type=non_negative_int, default=10,
                        help="otherwise start this many records before the end of each "
-                            "partition (default 10)")
+                            "partition (default 10; 0 with --follow: only new records)")
     tail.add_argument("-f", "--follow", action="store_true",
                       help="keep printing new records until Ctrl-C")
     tail.add_argument("--level", help="only records at this level or above (WARNING, ...)")
@@ -143,6 +147,12 @@ def run(args: argparse.Namespace, err: Console) -> int:
     reader: TopicReader | None = None
     printed: dict[int, int] = {}  # partition -> offset after the last record handled
     try:
+        problem = _unreachable(args)
+        if problem is not None:
+            err.print(f"[red]kafkalog tail: cannot read {args.topic!r}: {problem} "
+                      f"({problem.kind})[/red]\n{PROBLEM_HINTS[problem.kind]}\n"
+                      "run `kafkalog check` for a diagnosis")
+            return PROBLEM_EXIT_CODES[problem.kind]
         try:
             reader = TopicReader(
                 servers(args.bootstrap_servers),
@@ -186,6 +196,23 @@ def run(args: argparse.Namespace, err: Console) -> int:
                 reader.close()
             except KeyboardInterrupt:  # a second Ctrl-C: leave without waiting for Kafka
                 pass
+
+
+def _unreachable(args: argparse.Namespace) -> ProbeError | None:
+    """Why no bootstrap server takes a TCP connection, if none does: found in milliseconds for
+    a refused port or a name that does not resolve, where the consumer would retry until
+    ``--timeout``. ``check``'s first two steps, with its kinds of problem (and exit codes)."""
+    names = servers(args.bootstrap_servers)
+    # The whole probe stays within --timeout, however many servers do not answer.
+    probe = ClusterProbe(names, timeout_s=args.timeout / max(len(names), 1))
+    try:
+        probe.resolve()
+        probe.reach()
+    except ProbeError as exc:
+        return exc
+    finally:
+        probe.close()
+    return None
 
 
 def _commit(reader: TopicReader, printed: dict[int, int], err: Console) -> None:

@@ -36,11 +36,20 @@ PROBE_KINDS = (
     "tls",  # the TLS handshake failed
     "sasl",  # the SASL handshake or authentication failed
     "kafka",  # connected, but no Kafka answered as expected
-    "topic_missing",  # the topic does not exist; the broker would create it on first write
+    "topic_missing",  # the topic does not exist (for check: nor could it learn whether the
+    #                  broker would create it)
     "auto_create_disabled",  # the topic does not exist and the broker will not create it
     "topic_unhealthy",  # a partition has no leader, or access to the topic is denied
     "round_trip",  # the test record was not written, or not read back
+    "topic_auto_create",  # a warning: the topic does not exist yet; the first write creates it
 )
+
+#: The kinds that are warnings: logging will work, but maybe not as the user expects.
+WARNING_KINDS = frozenset({"topic_auto_create"})
+
+_AUTO_CREATE = "auto.create.topics.enable"
+_PARTITIONS = "num.partitions"
+_REPLICATION = "default.replication.factor"
 
 _SASL_ERRORS: tuple[type[BaseException], ...] = (
     kafka.errors.SaslAuthenticationFailedError,
@@ -218,24 +227,15 @@ class ClusterProbe:
         return info
 
     def topic(self, name: str) -> TopicInfo:
-        """Partitions of ``name``; raise ``topic_missing``/``auto_create_disabled`` or
-        ``topic_unhealthy``."""
+        """Partitions of ``name``; raise ``topic_auto_create`` (a warning),
+        ``auto_create_disabled`` or ``topic_missing`` if it does not exist, ``topic_unhealthy``
+        if the cluster will not describe it."""
         assert self._admin is not None, "connect() first"
         described = self._admin.describe_topics([name])
         entry: dict[str, Any] = described[0] if described else {"error_code": 3}
         error = kafka.errors.for_code(int(entry.get("error_code", 0)))
         if issubclass(error, kafka.errors.UnknownTopicOrPartitionError):
-            if self.auto_create_enabled() is False:
-                raise ProbeError(
-                    "auto_create_disabled",
-                    f"topic {name!r} does not exist and the broker does not create topics "
-                    "(auto.create.topics.enable=false): create it first",
-                )
-            raise ProbeError(
-                "topic_missing",
-                f"topic {name!r} does not exist; the broker would create it on the first "
-                "write with its default partitions and replication (create it to choose)",
-            )
+            raise self._missing(name)
         if error is not kafka.errors.NoError:
             raise ProbeError("topic_unhealthy", f"topic {name!r}: {error.__name__}")
         partitions = entry.get("partitions") or []
@@ -244,21 +244,49 @@ class ClusterProbe:
         )
         return TopicInfo(len(partitions), leaderless)
 
-    def auto_create_enabled(self) -> bool | None:
-        """The brokers' ``auto.create.topics.enable``, or None if they do not say."""
+    def _missing(self, name: str) -> ProbeError:
+        """What a missing topic means, by whether (and how) the brokers create topics."""
+        settings = self.broker_settings((_AUTO_CREATE, _PARTITIONS, _REPLICATION))
+        auto_create = settings.get(_AUTO_CREATE)
+        if auto_create is None:
+            return ProbeError(
+                "topic_missing",
+                f"topic {name!r} does not exist (and the broker did not say whether it "
+                f"creates topics on first use: {_AUTO_CREATE} unreadable)",
+            )
+        if auto_create.lower() != "true":
+            return ProbeError(
+                "auto_create_disabled",
+                f"topic {name!r} does not exist and the broker does not create topics "
+                f"({_AUTO_CREATE}=false): create it first",
+            )
+        shape = " with its default partitions and replication"
+        if _PARTITIONS in settings and _REPLICATION in settings:
+            shape = (f", with its defaults: {settings[_PARTITIONS]} partition(s), replication "
+                     f"factor {settings[_REPLICATION]}")
+        return ProbeError(
+            "topic_auto_create",
+            f"topic {name!r} does not exist yet; the broker will create it on the first "
+            f"write{shape}",
+        )
+
+    def broker_settings(self, keys: Sequence[str]) -> dict[str, str]:
+        """The values of ``keys`` in the first broker's configuration; those it did not give
+        (or all of them, if it could not be asked) are left out."""
         assert self._admin is not None
         try:
             cluster = self._admin.describe_cluster()
             node = str(cluster["brokers"][0]["broker_id"])
-            key = "auto.create.topics.enable"
             configs = self._admin.describe_configs(
-                [ConfigResource(ConfigResourceType.BROKER, node, configs={key: None})],
+                [ConfigResource(ConfigResourceType.BROKER, node,
+                                configs=dict.fromkeys(keys))],
                 config_filter="all",
             )
-            value = configs["broker"][node][key]["value"]
-        except (kafka.errors.KafkaError, KeyError, IndexError, TypeError):
-            return None
-        return str(value).lower() == "true"
+            found = configs["broker"][node]
+            return {key: str(found[key]["value"]) for key in keys
+                    if key in found and found[key].get("value") is not None}
+        except (kafka.errors.KafkaError, KeyError, IndexError, TypeError, AttributeError):
+            return {}
 
     def round_trip(self, topic: str, value: bytes) -> tuple[int, int, float]:
         """Write ``value`` (acks=all) and read it back; (partition, offset, seconds)."""

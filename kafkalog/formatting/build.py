@@ -38,6 +38,15 @@ _modules: Final = sys.modules
 # by _after_fork_in_child below.
 _host = current_host()
 
+# The ECS objects that are the same for many records, built once and shared between records
+# (a record's dict is read-only, as to_dict() says): cheaper than building them each time.
+# The "process" object of each (pid, process name, thread id, thread name), dropped when
+# there are too many and in a forked child.
+_ecs_host: dict[str, Any] = {"hostname": _host}
+_ECS_VERSION: Final[dict[str, Any]] = {"version": ECS_VERSION}
+_ecs_process: dict[tuple[Any, ...], dict[str, Any]] = {}
+_ECS_PROCESS_MAX: Final = 1024
+
 
 class _Formatter(Protocol):
     """What :func:`build_record` reads of the :class:`~kafkalog.JsonFormatter` it works for."""
@@ -74,7 +83,12 @@ def build_record(fmt: _Formatter, record: logging.LogRecord) -> tuple[dict[str, 
     ecs = fmt._ecs
     level = record.levelname
     logger = record.name
-    where = record.filename if ecs else record.module
+    if ecs:
+        where = record.filename
+        process_name = record.processName
+        thread_id = record.thread
+    else:
+        where = record.module
     function = record.funcName
     line = record.lineno
     pid = record.process
@@ -99,10 +113,10 @@ def build_record(fmt: _Formatter, record: logging.LogRecord) -> tuple[dict[str, 
                     "function": function,
                 },
             },
-            "process": {"pid": pid, "thread": {"name": thread_name}},
-            "host": {"hostname": _host},
+            "process": _process(pid, process_name, thread_id, thread_name),
+            "host": _ecs_host,
             "event": {"id": rid},
-            "ecs": {"version": ECS_VERSION},
+            "ecs": _ECS_VERSION,
         }
         if fmt._service is not None:
             d["service"] = dict(fmt._service)
@@ -159,6 +173,21 @@ def build_record(fmt: _Formatter, record: logging.LogRecord) -> tuple[dict[str, 
     return d, recheck
 
 
+def _process(pid: Any, name: Any, thread_id: Any, thread_name: Any) -> dict[str, Any]:
+    """The ECS ``process`` object (shared, see _ecs_process)."""
+    key = (pid, name, thread_id, thread_name)
+    try:
+        found = _ecs_process.get(key)
+    except TypeError:  # an attribute a filter set to something unhashable: not cached
+        return {"pid": pid, "name": name, "thread": {"id": thread_id, "name": thread_name}}
+    if found is None:
+        found = {"pid": pid, "name": name, "thread": {"id": thread_id, "name": thread_name}}
+        if len(_ecs_process) >= _ECS_PROCESS_MAX:
+            _ecs_process.clear()
+        _ecs_process[key] = found
+    return found
+
+
 def _exception(fmt: _Formatter, record: logging.LogRecord) -> tuple[str, str, str] | None:
     """(qualified type, message, formatted traceback) for record.exc_info."""
     ei = record.exc_info
@@ -187,8 +216,10 @@ def _exception(fmt: _Formatter, record: logging.LogRecord) -> tuple[str, str, st
 def _after_fork_in_child() -> None:
     # ids.py's own hook has already looked the host up again: it registered first, when this
     # module imported it.
-    global _host  # noqa: PLW0603 - read on the hot path as a plain global
+    global _host, _ecs_host  # noqa: PLW0603 - read on the hot path as plain globals
     _host = current_host()
+    _ecs_host = {"hostname": _host}
+    _ecs_process.clear()  # another pid
 
 
 if hasattr(os, "register_at_fork"):  # absent on Windows, which has no fork

@@ -89,9 +89,10 @@ class JsonFormatter(logging.Formatter):
     ECS schema: ``@timestamp``, ``message``, ``log.level`` (lower-case Python
     level name, as Elastic's own ``ecs-logging-python`` writes it),
     ``log.logger``, ``log.origin.file.name`` (file name), ``log.origin.file.line``,
-    ``log.origin.function``, ``process.pid``, ``process.thread.name``,
-    ``host.hostname``, ``event.id``, ``ecs.version``, then ``service`` and
-    other static fields, extras, ``error.type``/``error.message``/
+    ``log.origin.function``, ``process.pid``, ``process.name``,
+    ``process.thread.id``, ``process.thread.name``, ``host.hostname``,
+    ``event.id``, ``ecs.version``, then ``service`` and other static
+    fields, extras, ``error.type``/``error.message``/
     ``error.stack_trace``, and ``log.origin.stack_trace`` for ``stack_info``
     (not an ECS field; ECS has none for a non-error stack).  Dotted names are
     emitted as nested objects, which Elasticsearch indexes identically.
@@ -190,8 +191,9 @@ class JsonFormatter(logging.Formatter):
         """Return the record as a dict in the configured schema.
 
         Extra values are the caller's original objects (not yet made
-        JSON-safe; :meth:`encode` does that) and nested static values may be
-        shared between calls, so treat the result as read-only.  Never
+        JSON-safe; :meth:`encode` does that), and nested static values and
+        the ECS ``process``, ``host`` and ``ecs`` objects may be shared between
+        calls, so treat the result as read-only.  Never
         raises: if the record cannot be read, a minimal dict is returned.
         """
         try:

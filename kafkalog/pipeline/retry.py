@@ -53,8 +53,13 @@ def retry_policies(
     sleep: Callable[[float], None],
     sleep_replaying: Callable[[float], None],
     before_sleep: Callable[[RetryCallState], None],
+    give_up_now: Callable[[], bool] = lambda: False,
 ) -> tuple[Retrying, Retrying]:
-    """The (in-memory, replay) retry policies for a worker with ``config``."""
+    """The (in-memory, replay) retry policies for a worker with ``config``.
+
+    ``give_up_now`` ends the in-memory retries early (the batch goes to the spill): the worker
+    says so while Kafka is known to be down and a caller waits for the batch.
+    """
     in_memory_s = config.delivery_timeout_ms / 1000
     if with_spill:
         in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
@@ -66,7 +71,8 @@ def retry_policies(
     retry = retry_if_exception(_is_retriable)
     in_memory = Retrying(
         retry=retry,
-        stop=stop_any(stop_after_delay(in_memory_s), _StopAtDeadline(past_deadline)),
+        stop=stop_any(stop_after_delay(in_memory_s), _StopAtDeadline(past_deadline),
+                      _StopAtDeadline(give_up_now)),
         wait=backoff,
         sleep=sleep,
         before_sleep=before_sleep,

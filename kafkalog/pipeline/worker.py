@@ -21,8 +21,9 @@ from tenacity import RetryCallState
 
 from kafkalog.config import PipelineConfig
 from kafkalog.diagnostics import RateLimitedWarnings, log
-from kafkalog.errors import SecurityError, TransportError
+from kafkalog.errors import TransportError
 from kafkalog.pipeline.counters import MAX_BATCH_BYTES, MAX_BATCH_RECORDS
+from kafkalog.pipeline.outage import Outage
 from kafkalog.pipeline.outcome import Outcome, OutcomeLedger, runs
 from kafkalog.pipeline.queue import Entry, RecordQueue
 from kafkalog.pipeline.replay import replay_once
@@ -72,10 +73,16 @@ class BatchWorker:
         self._stop_deadline = float("inf")
         self._flush_target = 0
         self._next_adopt = 0.0
+        # Kafka is known to be down: the last attempt failed (retriably) and nothing was
+        # acknowledged since. A caller waiting for records (sync_level, flush) then has them
+        # spilled at once instead of waiting out retries: _spill_now().
+        self._outage = Outage(self._transport, warnings, topic=config.topic,
+                              spill=spill is not None)
         self._retrying, self._replay_retrying = retry_policies(
             config,
             with_spill=spill is not None,
             past_deadline=self._past_deadline,
+            give_up_now=self._spill_now,
             sleep=self._sleep,
             sleep_replaying=self._sleep_spilling,
             before_sleep=self._count_retry,
@@ -99,6 +106,8 @@ class BatchWorker:
         for the spill's fsync interval)."""
         self._flush_target = max(self._flush_target, upto)
         self._queue.wakeup.set()
+        if self._spill_now():
+            self._outage.caller_waits()
 
     def stop(self, deadline: float) -> None:
         """Deliver what is queued, then exit; spill (or give up) what is left at ``deadline``."""
@@ -114,6 +123,7 @@ class BatchWorker:
     def abort(self) -> None:
         """Stop sending now; what is not delivered is spilled (or counted failed)."""
         self._abort.set()
+        self._outage.nudge.set()
         self._transport.interrupt()
         self.stop(self._clock())
 
@@ -233,9 +243,22 @@ class BatchWorker:
     def _past_deadline(self) -> bool:
         return self._abort.is_set() or self._clock() >= self._stop_deadline
 
+    def _spill_now(self) -> bool:
+        """Kafka is known to be down and a caller waits for records still in memory: they go
+        to the spill (fsynced) at once rather than after ``spill_after_ms`` of retries."""
+        return (self._outage.down is not None and self._spill is not None
+                and self._flush_target > self._ledger.resolved)
+
     def _sleep(self, seconds: float) -> None:
-        # Backoff waits on an Event so that close() interrupts it.
-        self._abort.wait(min(seconds, max(0.0, self._stop_deadline - self._clock())))
+        # Backoff waits on an Event so that close() interrupts it, and so does a caller that
+        # starts waiting while Kafka is down (its records then go to the spill at once).
+        end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
+        while not self._abort.is_set() and not self._spill_now():
+            remaining = end - self._clock()
+            if remaining <= 0:
+                return
+            self._outage.nudge.wait(remaining)
+            self._outage.nudge.clear()
 
     def _sleep_spilling(self, seconds: float) -> None:
         """Back off before the next replay, moving new records to the spill meanwhile."""
@@ -258,22 +281,7 @@ class BatchWorker:
         if exc is None:
             return
         self.counters.last_error = str(exc)
-        if isinstance(exc, SecurityError):
-            # Not an outage: somebody has to fix a CA, a password or an ACL. Say what, and
-            # that the records wait for it rather than being dropped.
-            self._warnings.warn(
-                f"security:{exc.cause_name}",
-                "%s; records for topic %r are kept%s and sent once this is fixed",
-                exc,
-                self._config.topic,
-                " in the spill" if self._spill is not None else " (up to delivery_timeout_ms)",
-            )
-            return
-        self._warnings.warn(
-            f"retry:{getattr(exc, 'cause_name', type(exc).__name__)}",
-            "cannot deliver to Kafka yet (%s); retrying with backoff",
-            exc,
-        )
+        self._outage.warn(exc)
 
     def _attempt_timeout(self, started: float) -> float:
         now = self._clock()
@@ -297,8 +305,10 @@ class BatchWorker:
 
         def attempt() -> None:
             nonlocal pending, numbers
+            self._outage.attempt_starts(self._spill_now())
             results = self._sender.send(pending, self._attempt_timeout(started))
             if results.count(None) == len(results):  # all delivered: no loop in Python
+                self._outage.down = None
                 self.counters.delivered += len(pending)
                 for run in runs(numbers):
                     ledger.resolve(run, Outcome.DELIVERED)
@@ -320,6 +330,7 @@ class BatchWorker:
             self.counters.delivered += len(delivered)
             for run in runs(delivered):
                 ledger.resolve(run, Outcome.DELIVERED)
+            self._outage.attempt_ended(len(delivered), retry_error)
             pending, numbers = retry, retry_numbers
             if retry_error is not None:
                 raise retry_error
@@ -327,6 +338,8 @@ class BatchWorker:
         try:
             self._retrying(attempt)
         except TransportError as err:
+            if err.retriable:  # retries ended without one: the warning must still say why
+                self._outage.warn(err)
             self._give_up(pending, numbers, err)
         except Exception as exc:  # a transport must not raise, but if it does, nothing is lost
             self._give_up(pending, numbers,
@@ -339,7 +352,10 @@ class BatchWorker:
             return
 
         def attempt() -> None:
+            self._outage.attempt_starts(self._spill_now())
             step = replay_once(spill, self._sender, self._attempt_timeout(self._clock()))
+            if step is not None:
+                self._outage.attempt_ended(step.done, step.error)
             if step is not None and step.error is not None:
                 raise step.error  # what was done is acknowledged; the rest is retried
 

@@ -62,6 +62,10 @@ class BaseTransport:
         self._on_new_client = on_new_client
         self._clock = clock
         self._interrupted = threading.Event()
+        #: Set by the worker while Kafka is known to be down and a caller waits for records:
+        #: a send still waiting to connect (no record on the wire) returns at once, its records
+        #: retriable, so that the worker can spill them. The worker clears it.
+        self.hurried = threading.Event()
         # Who this client is, for messages about refusals (never the password).
         self._login = login_of(config)
         self._setup()
@@ -103,10 +107,11 @@ class BaseTransport:
                 return
             yield min(remaining, slice_s)
 
-    def _wait(self, event: threading.Event, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for ``event`` (less if interrupted); whether it is set."""
+    def _wait(self, event: threading.Event, timeout_s: float, *, hurry: bool = False) -> bool:
+        """Wait up to ``timeout_s`` for ``event`` (less if interrupted, or if ``hurry`` and
+        :attr:`hurried` is set); whether it is set."""
         for wait_s in self._slices(self._clock() + timeout_s):
-            if event.is_set():
+            if event.is_set() or (hurry and self.hurried.is_set()):
                 break
             event.wait(wait_s)
         return event.is_set()

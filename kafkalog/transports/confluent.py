@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog.diagnostics import log
 from kafkalog.errors import TransportError
@@ -36,13 +36,16 @@ from kafkalog.transports.confluent_config import (
     producer_properties,
 )
 from kafkalog.transports.confluent_errors import (
-    PURGE_CODES,
+    INVALID_TOPIC_CODES,
     RETRIABLE_CODES,
+    UNKNOWN_TOPIC_CODES,
     classify,
     classify_error,
     security_error,
 )
-from kafkalog.transports.errors import not_acknowledged
+from kafkalog.transports.confluent_reports import PURGED, Current, Outcome, Report
+from kafkalog.transports.errors import TopicMissingError, invalid_topic, not_acknowledged
+from kafkalog.transports.reach import NETWORK_KINDS, ReachCheck, summary
 
 # The names this module had before its settings and errors had modules of their own.
 __all__ = [
@@ -63,64 +66,14 @@ _CLOSE_WAIT_S = 1.0
 _PURGE_REPORT_WAIT_S = 0.5
 # At the end of an attempt, how long records already sent may still be acknowledged.
 _IN_FLIGHT_GRACE_S = 0.5
-
-
-_PURGED = TransportError("taken back at the end of the attempt", retriable=True,
-                         cause_name="_PURGE_QUEUE")
-
-
-class _Outcome:
-    """Results of one send(): None (delivered) unless a delivery callback reports a failure.
-
-    The producer runs with ``delivery.report.only.error``, so librdkafka's successes never reach
-    Python; a record with no failure report is delivered once librdkafka holds nothing more.
-    """
-
-    __slots__ = ("login", "purged", "results", "topic")
-
-    def __init__(self, count: int, topic: str, login: str | None) -> None:
-        self.results: list[TransportError | None] = [None] * count
-        self.purged = 0
-        self.topic = topic
-        self.login = login
-
-    def failed(self, index: int, err: KafkaError | None) -> None:
-        if err is None:
-            return  # a success: delivered is what results already says
-        if err.code() in PURGE_CODES:
-            self.results[index] = _PURGED  # send() says why: the client's last error
-            self.purged += 1
-        else:
-            self.results[index] = classify_error(err, topic=self.topic, login=self.login)
-
-
-class _Current:
-    """Which send() the delivery callbacks of one producer report to (None between sends)."""
-
-    __slots__ = ("outcome",)
-
-    def __init__(self) -> None:
-        self.outcome: _Outcome | None = None
-
-
-class _Report:
-    """The delivery callback of the record at ``index`` of whichever batch is being sent.
-
-    One per position, made once per producer and reused by every send(): a new callable per
-    record (and the dict produce_batch() wants) kept tens of thousands of young objects alive
-    per batch, and the garbage collector's passes over them cost more than the sending.
-    """
-
-    __slots__ = ("current", "index")
-
-    def __init__(self, current: _Current, index: int) -> None:
-        self.current = current
-        self.index = index
-
-    def __call__(self, err: KafkaError | None, _msg: object) -> None:
-        outcome = self.current.outcome
-        if outcome is not None:  # else a report after send() returned: the worker has acted
-            outcome.failed(self.index, err)
+# A send with nothing acknowledged after this long asks the cluster about the topic (once),
+# waiting at most _METADATA_WAIT_S: librdkafka would hold records for a missing topic, or while
+# no broker answers, until the attempt's end (request_timeout_ms), and say nothing of why.
+# kafka-python waits as long for metadata (its max_block_ms) and for a connection.
+_STUCK_CHECK_S = 1.0
+_METADATA_WAIT_S = 1.0
+# How long the worker waits for the servers to be tried when no broker answers.
+_REACH_WAIT_S = 0.5
 
 
 class ConfluentTransport(BaseTransport):
@@ -132,12 +85,15 @@ class ConfluentTransport(BaseTransport):
 
     def _setup(self) -> None:
         self._producer: confluent_kafka.Producer | None = None
-        # The current producer's delivery callbacks, one per position in a batch (see _Report).
-        self._current = _Current()
-        self._reports: list[_Report] = []
+        # The current producer's delivery callbacks, one per position in a batch (see Report).
+        self._current = Current()
+        self._reports: list[Report] = []
         self._fatal = False
         self._last_client_error: str | None = None
         self._last_client_code: int | None = None
+        # Why the cluster does not answer, once a send found that it does not (None: it does).
+        self._unreachable: TransportError | None = None
+        self._reach: ReachCheck | None = None
 
     def producer_settings(self) -> dict[str, Any]:
         """The librdkafka properties kafkalog gives the producer (``producer_config`` last)."""
@@ -161,10 +117,12 @@ class ConfluentTransport(BaseTransport):
             self._producer = producer
             # New callbacks too: a report from the old producer (being destroyed on another
             # thread) can never land in this one's results.
-            self._current = _Current()
+            self._current = Current()
             self._reports = []
             self._fatal = False
             self._last_client_error = self._last_client_code = None
+            # Tried alongside the first connection: why the servers do not answer, if not.
+            self._reach = ReachCheck(self._config.bootstrap_servers)
             self._new_client()
         return producer
 
@@ -194,18 +152,28 @@ class ConfluentTransport(BaseTransport):
             return [err] * len(records)
         topic, pinned = self._destination(topic)
         partition = -1 if pinned is None else pinned  # -1: librdkafka's partitioner decides
-        outcome = _Outcome(len(records), topic, self._login)
+        outcome = Outcome(len(records), topic, self._login)
         current = self._current
         current.outcome = outcome
+        stuck: TransportError | None = None  # why the attempt was ended early, if it was
         try:
             held = self._produce(producer, records, topic, partition, outcome)
             # flush() makes librdkafka send at once and serves the failure reports; it waits in
             # slices so that interrupt() is noticed promptly. It returns what librdkafka still
             # holds: 0 means every record has been acknowledged or reported as failed.
+            check_at = self._clock() + _STUCK_CHECK_S
             for wait_s in self._slices(deadline):
                 if held <= 0:
                     break
+                if self._unreachable is not None and self.hurried.is_set():
+                    stuck = self._unreachable  # known down, and a caller waits: spill now
+                    break
                 held = producer.flush(wait_s)
+                if held > 0 and self._clock() >= check_at:
+                    check_at = float("inf")
+                    stuck = self._why_stuck(producer, topic)
+                    if stuck is not None:
+                        break
             if held > 0:
                 # Out of time: take back what was never sent (certainly not delivered), and give
                 # what is on the wire a short grace to be acknowledged: a record purged in
@@ -219,20 +187,24 @@ class ConfluentTransport(BaseTransport):
         finally:
             current.outcome = None
         results = outcome.results
-        if held > 0:
+        if stuck is not None:
+            # Ended early for a known cause: say it for every record without another result.
+            results = [stuck if r is None or r is PURGED else r for r in results]
+        elif held > 0:
             # librdkafka still holds something after the purge and its grace: a record
             # without a failure report may have been delivered or not. Resending it is the
             # safe side (a possible duplicate, never a loss).
             timeout = self._timeout_error()
-            results = [timeout if r is None or r is _PURGED else r for r in results]
+            results = [timeout if r is None or r is PURGED else r for r in results]
         elif outcome.purged:
             # Reports that only say "purged": name the client's last error instead (a refused
             # connection, a failed TLS handshake or login).
             timeout = self._timeout_error()
-            results = [timeout if r is _PURGED else r for r in results]
+            results = [timeout if r is PURGED else r for r in results]
         elif not any(results):
             # All delivered: an old error no longer applies.
             self._last_client_error = self._last_client_code = None
+            self._unreachable = None
         del producer  # so that a discarded producer is destroyed off this thread
         if self._fatal or held > 0:
             # Fatal: the idempotent producer's state is broken for good. Held: librdkafka
@@ -241,13 +213,56 @@ class ConfluentTransport(BaseTransport):
             self._discard_producer()
         return results
 
+    def _why_stuck(self, producer: confluent_kafka.Producer, topic: str) -> TransportError | None:
+        """Nothing acknowledged yet: ask the cluster about ``topic``. The error that ends the
+        attempt now (no broker answers; the topic is missing or refused), or None (wait on).
+
+        Judged by librdkafka's error codes: a metadata request that fails at all means no
+        broker answered it; an answer carries the topic's own error code.
+        """
+        try:
+            metadata = producer.list_topics(topic, timeout=_METADATA_WAIT_S)
+        except KafkaException:
+            # A refused certificate or login also leaves the metadata request unanswered:
+            # that refusal is the cause, and keeps its own kind of error.
+            self._unreachable = self._refusal() or self._not_connected()
+            return self._unreachable
+        except Exception:
+            log.debug("asking for the metadata of %s", topic, exc_info=True)
+            return None
+        self._unreachable = None
+        found = metadata.topics.get(topic)
+        err = found.error if found is not None else None
+        if not isinstance(err, KafkaError):
+            return None  # the topic is there: records are merely slow
+        if err.code() in UNKNOWN_TOPIC_CODES:
+            return TopicMissingError.on(topic, self._config.bootstrap_servers)
+        if err.code() in INVALID_TOPIC_CODES:
+            return invalid_topic(topic, err.name())
+        return None
+
+    def _not_connected(self) -> TransportError:
+        """No broker answers: why, server by server (and librdkafka's last word)."""
+        reach = self._reach
+        if reach is None or reach.done.is_set():
+            # Found before the cluster went away, or never: try the servers again now.
+            reach = self._reach = ReachCheck(self._config.bootstrap_servers)
+        reach.done.wait(_REACH_WAIT_S)  # a refused port or a bad name is known at once
+        findings = reach.findings()
+        cause, where = summary(findings)
+        named = any(f.kind in NETWORK_KINDS for f in findings)  # else librdkafka may say why
+        last = self._last_client_error
+        last = f" (last client error: {last})" if last and not named else ""
+        return TransportError(f"no broker answers: {where}{last}", retriable=True,
+                              cause_name=cause)
+
     def _produce(
         self,
         producer: confluent_kafka.Producer,
         records: Sequence[OutRecord],
         topic: str,
         partition: int,
-        outcome: _Outcome,
+        outcome: Outcome,
     ) -> int:
         """Hand ``records`` to librdkafka; return how much it holds (0: nothing was queued).
 
@@ -258,7 +273,7 @@ class ConfluentTransport(BaseTransport):
         reports = self._reports
         if len(reports) < len(records):
             current = self._current
-            reports.extend(_Report(current, i) for i in range(len(reports), len(records)))
+            reports.extend(Report(current, i) for i in range(len(reports), len(records)))
         produce = producer.produce
         refused = 0
         for (value, key), report in zip(records, reports, strict=False):  # reports may be longer
@@ -301,13 +316,20 @@ class ConfluentTransport(BaseTransport):
             return _held(producer)
 
     def _timeout_error(self) -> TransportError:
+        refused = self._refusal()
+        if refused is not None:
+            return refused
+        if self._unreachable is not None:
+            return self._unreachable  # found by an earlier attempt, and still so
         last = self._last_client_error
-        code = self._last_client_code
-        if last is not None and code is not None:
-            refused = security_error(code, last, topic=self._topic, login=self._login)
-            if refused is not None:
-                return refused
         return not_acknowledged("_MSG_TIMED_OUT", f" (last client error: {last})" if last else "")
+
+    def _refusal(self) -> TransportError | None:
+        """The client's last error, if it is a TLS, login or ACL refusal (by its code)."""
+        last, code = self._last_client_error, self._last_client_code
+        if last is None or code is None:
+            return None
+        return security_error(code, last, topic=self._topic, login=self._login)
 
     def _discard_producer(self, wait_s: float = 0.0) -> None:
         producer = self._producer

@@ -9,7 +9,7 @@ from __future__ import annotations
 from confluent_kafka import KafkaError, KafkaException
 
 from kafkalog.errors import TransportError
-from kafkalog.transports.errors import Refusal, refused, unexpected
+from kafkalog.transports.errors import Refusal, invalid_topic, refused, unexpected
 
 
 def _codes(*names: str) -> frozenset[int]:
@@ -87,6 +87,10 @@ _REFUSALS: dict[int, Refusal] = {
     **dict.fromkeys(_codes("TOPIC_AUTHORIZATION_FAILED", "CLUSTER_AUTHORIZATION_FAILED"),
                     Refusal.DENIED),
 }
+# The broker refuses the topic itself (an internal topic, a name it does not accept).
+INVALID_TOPIC_CODES = _codes("TOPIC_EXCEPTION", "INVALID_TOPIC_EXCEPTION")
+# The cluster answered that it has no such topic.
+UNKNOWN_TOPIC_CODES = _codes("UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC")
 # The codes of records taken back from librdkafka's queues (by a purge).
 PURGE_CODES = _codes("_PURGE_QUEUE", "_PURGE_INFLIGHT")
 
@@ -114,6 +118,8 @@ def classify_error(
     refusal = security_error(code, f"{name}: {err.str()}", topic=topic, login=login)
     if refusal is not None:
         return refusal
+    if code in INVALID_TOPIC_CODES and topic is not None:
+        return invalid_topic(topic, name)
     # A fatal error breaks the producer instance, not the record: a new producer may take it.
     retriable = code in RETRIABLE_CODES or bool(err.retriable()) or bool(err.fatal())
     return TransportError(f"{name}: {err.str()}", retriable=retriable, cause_name=name)

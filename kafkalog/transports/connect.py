@@ -9,6 +9,11 @@ from collections.abc import Callable
 from typing import Any
 
 import kafka
+import kafka.errors
+
+from kafkalog.diagnostics import quiet_client_logs
+from kafkalog.errors import TransportError
+from kafkalog.transports.reach import ReachCheck
 
 # Producers a forked child inherited: kept alive so that their __del__ never runs there.
 _ORPHANS: list[Any] = []
@@ -93,6 +98,9 @@ class ConnectAttempt:
     def __init__(
         self, settings: dict[str, Any], is_refusal: Callable[[BaseException], bool]
     ) -> None:
+        quiet_client_logs()  # its log lines go to kafkalog's summary, not the console
+        # Why the servers do not answer, if they do not: tried alongside, for the messages.
+        self.reach = ReachCheck(list(settings.get("bootstrap_servers") or ()))
         self.done = threading.Event()
         self.producer: Any = None
         self.error: BaseException | None = None
@@ -102,7 +110,18 @@ class ConnectAttempt:
         factory = watching_client_factory(self._refusals, is_refusal)
         if factory is not None and "kafka_client" not in self._settings:
             self._settings["kafka_client"] = factory
-        threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
+        try:
+            threading.Thread(target=self._run, name="kafkalog-connect", daemon=True).start()
+        except RuntimeError as exc:
+            # CPython 3.12.0 and 3.12.1 start no thread once the interpreter is exiting, atexit
+            # hooks included (3.12.2 allows it again), and kafka-python needs threads. Nothing
+            # can be sent from here, but Kafka refused nothing: retriable, so the records are
+            # spilled (or counted dropped) as when Kafka is unreachable, never dead-lettered.
+            self.error = TransportError(
+                f"cannot start a thread to connect to Kafka (interpreter exiting?): {exc}",
+                retriable=True, cause_name=type(exc).__name__,
+            )
+            self.done.set()
 
     def _run(self) -> None:
         try:
@@ -134,3 +153,29 @@ class ConnectAttempt:
         self._abandoned = True
         if self.done.is_set() and self.producer is not None:
             self.producer.close(timeout=0)
+
+
+def watch_topic_errors(producer: Any, sink: dict[str, type[BaseException]]) -> bool:
+    """Keep, in ``sink``, the error type of each topic in the producer's metadata responses.
+
+    kafka-python only logs that a topic it waits for is unknown or invalid, then times out;
+    the broker's error code per topic (as kafka-python's error type) lets the transport say
+    which. Built on kafka-python 3's ``ClusterMetadata``; False if its internals differ.
+    """
+    metadata: Any = getattr(producer, "_metadata", None)
+    update = getattr(metadata, "update_metadata", None)
+    if metadata is None or update is None:
+        return False
+
+    def update_metadata(response: Any) -> Any:
+        try:
+            for entry in getattr(response, "topics", None) or ():
+                name = getattr(entry, "name", None)
+                if isinstance(name, str):
+                    sink[name] = kafka.errors.for_code(int(entry.error_code))
+        except Exception:  # a response of another shape: no diagnosis, nothing else lost
+            sink.clear()
+        return update(response)
+
+    metadata.update_metadata = update_metadata
+    return True

@@ -9,7 +9,7 @@ was raised from, and the texts of the errors every transport reports. Never by m
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from kafkalog.errors import (
     AuthenticationError,
@@ -93,4 +93,38 @@ def unexpected(
     name = type(exc).__name__
     return TransportError(
         f"{name}: {exc}", retriable=isinstance(exc, retriable_types), cause_name=name
+    )
+
+
+class TopicMissingError(TransportError):
+    """The cluster answers, but the topic does not exist and the cluster does not create it.
+
+    Retriable: records wait (in the spill) and go once somebody creates the topic. Told apart
+    from an unreachable cluster by the broker's error code for the topic, never by text.
+    """
+
+    @classmethod
+    def on(cls, topic: str, servers: Sequence[str]) -> TopicMissingError:
+        """The text every transport uses for ``topic`` on the cluster at ``servers``."""
+        return cls(
+            f"topic {topic!r} does not exist on the cluster at {','.join(servers)}, which "
+            "answers but does not create it on first use (auto.create.topics.enable=false): "
+            f"create the topic (kafka-topics.sh --create --topic {topic}), or enable "
+            "auto.create.topics.enable on the brokers",
+            retriable=True,
+            cause_name="TopicMissing",
+        )
+
+
+def invalid_topic(topic: str, why: str) -> TransportError:
+    """Kafka refuses ``topic`` as a topic one may write (not retriable: dead-lettered).
+
+    Names that break Kafka's rules are refused by the ``topic`` option at construction; what
+    reaches the broker is a name it keeps for itself (``__consumer_offsets``, ...).
+    """
+    return TransportError(
+        f"Kafka refuses topic {topic!r} as invalid for writing ({why}: an internal topic, or "
+        "a name the brokers do not accept): choose another topic",
+        retriable=False,
+        cause_name="InvalidTopic",
     )

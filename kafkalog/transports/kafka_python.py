@@ -28,9 +28,8 @@ from typing import Any, TypeVar
 import kafka
 import kafka.errors
 
-from kafkalog.config import SECURITY_SETTING_OPTIONS, PipelineConfig
 from kafkalog.diagnostics import log
-from kafkalog.errors import ConfigError, SecurityError, TransportError
+from kafkalog.errors import SecurityError, TransportError
 from kafkalog.transports.base import BaseTransport, OutRecord
 from kafkalog.transports.bulk import (
     Positions,
@@ -40,16 +39,24 @@ from kafkalog.transports.bulk import (
     settle,
     unkeyed_only,
 )
-from kafkalog.transports.connect import ConnectAttempt, abandon, orphan
+from kafkalog.transports.connect import ConnectAttempt, abandon, orphan, watch_topic_errors
 from kafkalog.transports.errors import (
     Refusal,
+    TopicMissingError,
+    invalid_topic,
     not_acknowledged,
     refusal_in,
     refused,
     unexpected,
 )
+from kafkalog.transports.kafka_python_config import (
+    check_compression_available,
+    check_producer_config,
+    security_settings,
+)
 from kafkalog.transports.partition import KeyPartitioner
-from kafkalog.transports.security import check_tls_files, security_options
+from kafkalog.transports.reach import summary
+from kafkalog.transports.security import check_tls_files
 
 __all__ = [
     "CONNECT_WAIT_S",
@@ -67,12 +74,6 @@ __all__ = [
 MAX_BLOCK_MS = 1000
 # How long one send() waits for a bootstrap in progress before the worker backs off and retries.
 CONNECT_WAIT_S = 1.0
-
-_COMPRESSION_LIBS = {"lz4": "lz4", "zstd": "zstandard", "snappy": "snappy"}
-# kafkalog's security options and the kafka-python settings they become.
-_SETTING_OF: dict[str, str] = {
-    option: setting for setting, option in SECURITY_SETTING_OPTIONS.items()
-}
 
 _T = TypeVar("_T")
 
@@ -104,6 +105,18 @@ def _is_refusal(exc: BaseException) -> bool:
     return refusal_in(exc, _refusal) is not None
 
 
+# A bootstrap that gave up for these says nothing of the cause: the servers are tried instead.
+_BOOTSTRAP_FAILURES = (kafka.errors.KafkaTimeoutError, kafka.errors.KafkaConnectionError)
+
+
+def _not_connected(connect: ConnectAttempt) -> TransportError:
+    """The error of a send while the bootstrap has not succeeded: why, server by server."""
+    cause, where = summary(connect.reach.findings())
+    return TransportError(
+        f"still connecting to the bootstrap servers: {where}", retriable=True, cause_name=cause
+    )
+
+
 def classify(
     exc: BaseException, *, topic: str | None = None, login: str | None = None
 ) -> TransportError:
@@ -127,40 +140,6 @@ def classify(
     return unexpected(exc)
 
 
-# -- settings and their checks at construction --------------------------------------------------
-
-
-def check_producer_config(config: PipelineConfig) -> None:
-    """Reject ``producer_config`` keys that kafka-python does not know, at construction.
-
-    Otherwise a typo would surface only on the worker thread, as every record failing.
-    """
-    known = set(kafka.KafkaProducer.DEFAULT_CONFIG)
-    unknown = sorted(set(config.producer_config) - known)
-    if unknown:
-        raise ConfigError(
-            "producer_config", f"kafka-python does not know {unknown} (see KafkaProducer's docs)"
-        )
-    check_tls_files(config, config.producer_config.get("ssl_password"))
-
-
-def security_settings(config: PipelineConfig) -> dict[str, Any]:
-    """The kafka-python settings (producer, consumer or admin) for the security options."""
-    return {_SETTING_OF[option]: value for option, value in security_options(config).items()}
-
-
-def check_compression_available(codec: str) -> str | None:
-    """The name of the missing Python package needed for ``codec``, or None if usable."""
-    module = _COMPRESSION_LIBS.get(codec)
-    if module is None:
-        return None
-    try:
-        __import__(module)
-    except ImportError:
-        return {"snappy": "python-snappy", "zstandard": "zstandard"}.get(module, module)
-    return None
-
-
 class KafkaPythonTransport(BaseTransport):
     """A :class:`~kafkalog.transports.base.Transport` over ``kafka.KafkaProducer``
     (kafka-python)."""
@@ -171,6 +150,9 @@ class KafkaPythonTransport(BaseTransport):
         self._lock = threading.Lock()
         self._keys = KeyPartitioner()
         self._whole = False
+        # The broker's error type per topic in the producer's latest metadata (see
+        # watch_topic_errors): tells a missing or invalid topic from a slow cluster.
+        self._topic_errors: dict[str, type[BaseException]] = {}
 
     @property
     def bulk(self) -> bool:
@@ -213,7 +195,17 @@ class KafkaPythonTransport(BaseTransport):
         return settings
 
     def _classify(self, exc: BaseException, topic: str | None = None) -> TransportError:
-        return classify(exc, topic=topic or self._topic, login=self._login)
+        topic = topic or self._topic
+        if isinstance(exc, kafka.errors.InvalidTopicError):
+            return invalid_topic(topic, type(exc).__name__)
+        if isinstance(exc, kafka.errors.KafkaTimeoutError):
+            # Metadata for the topic did not come: the cluster may have answered about it.
+            known = self._topic_errors.get(topic)
+            if known is not None and issubclass(known, kafka.errors.UnknownTopicOrPartitionError):
+                return TopicMissingError.on(topic, self._config.bootstrap_servers)
+            if known is not None and issubclass(known, kafka.errors.InvalidTopicError):
+                return invalid_topic(topic, known.__name__)
+        return classify(exc, topic=topic, login=self._login)
 
     def _ensure_producer(self, timeout_s: float) -> Any:
         """The producer, building it on a helper thread and waiting at most ``timeout_s``.
@@ -230,16 +222,20 @@ class KafkaPythonTransport(BaseTransport):
                 settings = self.producer_settings(self._config.request_timeout_ms)
                 connect = self._connect = ConnectAttempt(settings, _is_refusal)
         # At most CONNECT_WAIT_S per call: the worker's backoff and deadlines apply between.
-        if not self._wait(connect.done, min(timeout_s, CONNECT_WAIT_S)):
+        if not self._wait(connect.done, min(timeout_s, CONNECT_WAIT_S), hurry=True):
             # A refused certificate or login is known long before the bootstrap gives up.
             failure = connect.refusal()
             if failure is not None:
                 raise failure
-            raise kafka.errors.KafkaTimeoutError("still connecting to the bootstrap servers")
+            raise _not_connected(connect)
         if connect.error is not None:
+            if isinstance(connect.error, _BOOTSTRAP_FAILURES):
+                raise _not_connected(connect) from connect.error  # it says why, by server
             raise connect.error
         with self._lock:
             self._producer, self._connect = connect.producer, None
+            self._topic_errors = {}
+            watch_topic_errors(self._producer, self._topic_errors)
         self._new_client()
         return self._producer
 

@@ -1,10 +1,13 @@
-"""Write ``docs/reliability.md`` from the stored scenario results; fail on any loss.
+"""Write the reliability report from the stored scenario results; fail on any loss.
 
-    python tests/reliability/report.py [--check] [--results DIR] [--output docs/reliability.md]
+    python tests/reliability/report.py [--check] [--results DIR] [--publish | --output FILE]
 
 Reads every result JSON that the reliability scenarios stored (``$KAFKALOG_RELIABILITY_DIR``,
-default ``<repo>/.reliability/``) and writes the table. With ``--check`` the exit status is 1
-if any scenario lost records or an expected scenario has no result, so CI (tox) fails.
+default ``<repo>/.reliability/``) and writes the table next to them, as ``reliability.md`` in
+that directory: running the tests never changes a tracked file. ``--publish`` writes the
+tracked page ``docs/reliability.md`` instead (do it on purpose, and commit it); ``--output``
+writes anywhere. With ``--check`` the exit status is 1 if any scenario lost records or an
+expected scenario has no result, so CI (tox) fails.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from reliability.ledger import (
     scenario_of,
 )
 
-DEFAULT_OUTPUT = REPO_ROOT / "docs" / "reliability.md"
+PUBLISHED = REPO_ROOT / "docs" / "reliability.md"
+REPORT_NAME = "reliability.md"  # in the results directory, unless --publish or --output
 COLUMNS = ("Scenario", "Sent", "Delivered", "Lost", "Duplicates", "Per-key order violations",
            "Caller p99 (ms)", "Caller max (ms)", "Peak RSS (MB)", "Notes")
 
@@ -151,25 +155,34 @@ def render(results: Sequence[dict[str, Any]]) -> str:
         f"- Machine: {machine_text or '-'}.",
         "- Regenerate: `.tox/py/bin/pytest tests/integration/test_reliability*.py` (add "
         f"`{LONG_ENV}=1` for the long variants), then "
-        "`.tox/py/bin/python tests/reliability/report.py --check`. Results are stored in "
-        f"`${RESULTS_ENV}` (default `.reliability/`). CI (tox) does both on every run.",
+        "`.tox/py/bin/python tests/reliability/report.py --check --publish`. Results are "
+        f"stored in `${RESULTS_ENV}` (default `.reliability/`). CI (tox) runs the scenarios "
+        "and the `--check` on every run, and writes its report beside the results, not here.",
         "",
     ]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="write docs/reliability.md from the results")
+    parser = argparse.ArgumentParser(
+        description="write the reliability report from the results (beside them, unless "
+                    "--publish or --output)")
     parser.add_argument("--results", type=Path, default=None,
                         help=f"results directory (default ${RESULTS_ENV} or .reliability/)")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--publish", action="store_true",
+                       help="write the tracked page docs/reliability.md")
+    where.add_argument("--output", type=Path, default=None,
+                       help=f"write this file (default: {REPORT_NAME} in the results directory)")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 on any lost record or a missing scenario")
     args = parser.parse_args(argv)
     directory = args.results or results_dir()
     results = load_results(directory)
-    args.output.write_text(render(results), encoding="utf-8")
-    print(f"wrote {args.output} from {len(results)} result(s) in {directory} "
+    output = PUBLISHED if args.publish else args.output or directory / REPORT_NAME
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(results), encoding="utf-8")
+    print(f"wrote {output} from {len(results)} result(s) in {directory} "
           f"at {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     found = problems(results)
     for problem in found:

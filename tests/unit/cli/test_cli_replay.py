@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from spill_segments import dead_writer_segments, log_value
 
-from kafkalog.cli.common import EXIT_OK
+from kafkalog.cli.common import EXIT_OK, EXIT_UNREACHABLE
 from kafkalog.cli.main import main
 from kafkalog.spill import LOCK_SUFFIX
 
@@ -46,3 +46,18 @@ def test_replay_leaves_the_segments_of_a_live_writer_alone(
         os.close(fd)
     assert "app.logs: no segments of dead writers (live are skipped)" in capsys.readouterr().err
     assert live.read_bytes() == before
+
+
+def test_replay_that_cannot_deliver_counts_what_is_left_and_exits_non_zero(
+    spill_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    segments = dead_writer_segments(spill_dir, "app.logs", [log_value(i) for i in range(5)])
+    before = [path.read_bytes() for path in segments]
+    # Port 1 on loopback refuses: nothing can be delivered.
+    code = main(["replay", "--spill-dir", str(spill_dir), "--bootstrap-servers", "127.0.0.1:1",
+                 "--timeout", "1"])
+    assert code == EXIT_UNREACHABLE
+    err = capsys.readouterr().err
+    assert "stopped: 5 record(s) of 'app.logs' left on disk" in err
+    assert "replayed" not in err
+    assert [path.read_bytes() for path in segments] == before  # all still there

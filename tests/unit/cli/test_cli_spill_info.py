@@ -97,3 +97,19 @@ def test_a_missing_spill_directory_is_a_usage_error(
     assert main(argv) == EXIT_USAGE
     captured = capsys.readouterr()
     assert f"no such spill directory: {missing}" in captured.out + captured.err
+
+
+def test_piped_table_is_never_cut(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # what a pipe gets without a terminal to ask
+    directory = tmp_path / ("spill-" + "d" * 60)
+    topic = "app.logs." + "t" * 60
+    [segment] = dead_writer_segments(directory, topic, [log_value(1)])
+    assert main(["spill-info", str(directory)]) == EXIT_OK
+    out = capsys.readouterr().out  # captured: not a terminal
+    [line] = [line for line in out.splitlines() if segment.name in line]
+    cells = [cell.strip() for cell in line.strip("│ ").split("│")]
+    assert cells[:4] == [segment.name, "spill", topic, "1"]
+    assert cells[-1] == "dead"
+    assert "…" not in out
+    assert str(directory) in out

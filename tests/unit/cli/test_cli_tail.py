@@ -11,9 +11,10 @@ import orjson
 import pytest
 from rich.console import Console
 
-from kafkalog.cli.common import EXIT_USAGE
+from kafkalog.cli import tail
+from kafkalog.cli.common import EXIT_DNS, EXIT_REFUSED, EXIT_USAGE
 from kafkalog.cli.main import build_parser, main
-from kafkalog.cli.tail import _tail_loop, parse_since
+from kafkalog.cli.tail import _start_at, _tail_loop, parse_since
 from kafkalog.cli.tail_records import (
     DedupeWindow,
     LogLine,
@@ -102,6 +103,33 @@ def test_bad_filter_values_exit_with_usage_before_connecting(
     code = main(["tail", "--topic", "t", "--bootstrap-servers", "127.0.0.1:1", *option])
     assert code == EXIT_USAGE
     assert "kafkalog tail:" in capsys.readouterr().err
+
+
+def test_zero_lines_with_follow_starts_at_the_end() -> None:
+    args = build_parser().parse_args(["tail", "--topic", "logs", "-n", "0", "-f"])
+    assert (args.lines, args.follow) == (0, True)
+    start = _start_at(args)
+    assert (start.beginning, start.since_ms, start.last) == (False, None, 0)
+
+
+@pytest.mark.parametrize(
+    ("servers", "code", "kind"),
+    [("127.0.0.1:1", EXIT_REFUSED, "(refused)"),
+     ("127.0.0.1:1,127.0.0.1:2", EXIT_REFUSED, "(refused)"),
+     ("no-such-host.invalid:9092", EXIT_DNS, "(dns)")],
+)
+def test_a_refused_port_or_an_unknown_name_fails_at_once_with_checks_code(
+    servers: str, code: int, kind: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def no_consumer(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the consumer was built: it retries until --timeout")
+
+    monkeypatch.setattr(tail, "TopicReader", no_consumer)
+    assert main(["tail", "--topic", "t", "--bootstrap-servers", servers]) == code
+    err = capsys.readouterr().err
+    assert kind in err
+    assert "kafkalog check" in err
 
 
 # -- reading records -------------------------------------------------------------------------------

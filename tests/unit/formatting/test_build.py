@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import threading
+from typing import Any
 
 import orjson
 from hypothesis import given
@@ -197,7 +198,11 @@ def test_ecs_layout() -> None:
         "function": "handle",
         "stack_trace": "Stack (most recent call last):",
     }
-    assert doc["process"] == {"pid": os.getpid(), "thread": {"name": record.threadName}}
+    assert doc["process"] == {
+        "pid": os.getpid(),
+        "name": record.processName,
+        "thread": {"id": record.thread, "name": record.threadName},
+    }
     assert doc["host"] == {"hostname": socket.gethostname()}
     assert ID_RE.match(doc["event"]["id"])
     assert doc["ecs"] == {"version": ECS_VERSION} == {"version": "8.11.0"}
@@ -210,3 +215,29 @@ def test_ecs_layout() -> None:
     assert "CustomError: bad" in doc["error"]["stack_trace"]
     for flat_name in ("level", "logger", "thread_name", "id", "exception", "stack"):
         assert flat_name not in doc
+
+
+def test_ecs_process_object_follows_each_records_thread_and_process() -> None:
+    # The "process" objects are shared between records of one thread (build.py caches them):
+    # every record must still carry its own thread and process.
+    formatter = JsonFormatter("ecs")
+    here = make_record()
+    docs: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: docs.append(encode(make_record(), formatter)),
+                              name="ecs-worker")
+    worker.start()
+    worker.join(10)
+    renamed = make_record()
+    renamed.threadName = "renamed"
+    odd = make_record()
+    odd.threadName = ["not", "hashable"]  # type: ignore[assignment]
+    odd.processName = "child-3"
+    first, theirs = encode(here, formatter), docs[0]
+    assert first["process"]["thread"] == {"id": here.thread, "name": here.threadName}
+    assert theirs["process"]["thread"] == {"id": worker.ident, "name": "ecs-worker"}
+    assert encode(renamed, formatter)["process"]["thread"]["name"] == "renamed"
+    assert encode(odd, formatter)["process"] == {
+        "pid": os.getpid(), "name": "child-3",
+        "thread": {"id": odd.thread, "name": ["not", "hashable"]},
+    }
+    assert encode(make_record(), formatter)["process"] == first["process"]

@@ -69,6 +69,7 @@ def test_ids_unique_across_threads() -> None:
 def test_ids_unique_after_fork_and_host_refreshed(monkeypatch: pytest.MonkeyPatch) -> None:
     formatter = JsonFormatter()
     before = new_record_id()
+    parent_ecs = orjson.loads(JsonFormatter("ecs").encode(make_record()))  # shared objects made
     # The child must recompute the hostname after fork; make it observable.
     monkeypatch.setattr(socket, "gethostname", lambda: "child-host")
     read_fd, write_fd = os.pipe()
@@ -84,7 +85,8 @@ def test_ids_unique_after_fork_and_host_refreshed(monkeypatch: pytest.MonkeyPatc
             payload = orjson.dumps({"ids": [d["id"] for d in docs], "host": docs[0]["host"],
                                     "built_ids": [built[0]["id"], built[1]["event"]["id"]],
                                     "built_hosts": [built[0]["host"],
-                                                    built[1]["host"]["hostname"]]})
+                                                    built[1]["host"]["hostname"]],
+                                    "pid": os.getpid(), "ecs_process": built[1]["process"]})
             os.write(write_fd, payload)
             code = 0
         finally:
@@ -102,6 +104,7 @@ def test_ids_unique_after_fork_and_host_refreshed(monkeypatch: pytest.MonkeyPatc
     assert child["ids"][0].split("-")[0] != before.split("-")[0]
     assert child["host"] == "child-host"
     assert child["built_hosts"] == ["child-host", "child-host"]
+    assert child["ecs_process"]["pid"] == child["pid"] != parent_ecs["process"]["pid"]
     assert not set(child["built_ids"]) & set(parent_ids)
     assert {i.split("-")[0] for i in child["built_ids"]} == {child["ids"][0].split("-")[0]}
     # The parent keeps the hostname computed at import.
