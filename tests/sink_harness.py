@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -46,10 +47,11 @@ def log_records(bootstrap: str, topic: str, count: int, *, first: int = 0,
     return messages
 
 
-def sink(*args: str) -> subprocess.Popen[str]:
-    """``kafkalog sink ARGS`` as a process (output captured)."""
+def sink(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``kafkalog sink ARGS`` as a process (output captured; ``env`` added to ours)."""
     return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "sink", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
 
 
 def stop(process: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -131,17 +133,17 @@ def records_below(bootstrap: str, topic: str, offsets: dict[int, int]) -> list[A
         consumer.close()
 
 
-def group_members(bootstrap: str, group: str) -> int:
-    """How many members group ``group`` has, once it is stable (0 before)."""
+def group_members(bootstrap: str, group: str) -> list[str]:
+    """The client ids of group ``group``'s members, once it is stable (none before)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         try:
             found = admin.describe_groups([group]).get(group) or {}
         except KafkaError:  # no coordinator yet (the group's first moments): not stable
-            return 0
+            return []
         if found.get("group_state") != "Stable":
-            return 0
-        return len(found.get("members") or [])
+            return []
+        return [str(m.get("client_id")) for m in found.get("members") or []]
     finally:
         admin.close()
 

@@ -14,7 +14,9 @@ partition, and the consumer leaves the group at once.
 
 from __future__ import annotations
 
+import os
 import queue
+import socket
 import threading
 import time
 import weakref
@@ -115,7 +117,9 @@ class Sink:
             self._consumer = self._consumer_factory(
                 kafka.bootstrap_servers, config.topics, config.group, listener=self,
                 start=config.start,
-                consumer_config={**client_settings(kafka), **config.consumer})
+                consumer_config={"client_id": f"kafkalog-sink-{socket.gethostname()}-"
+                                               f"{os.getpid()}",  # which process a member is
+                                 **client_settings(kafka), **config.consumer})
             self.started.set()
             _LIVE.add(self)
             try:

@@ -33,7 +33,7 @@ def test_two_sinks_share_the_partitions_and_one_takes_over_from_a_killed_one(
     def ids() -> set[str]:
         return {d["id"] for out in (first, second) if out.is_dir() for d in file_docs(out)}
 
-    wait_for(lambda: group_members(kafka_broker.bootstrap, group) == 2, process=b,
+    wait_for(lambda: len(group_members(kafka_broker.bootstrap, group)) == 2, process=b,
              what="both sinks in the group")
     log_records(kafka_broker.bootstrap, topic, N // 2)
     wait_for(lambda: len(ids()) >= N // 2, process=b, what="the first half")
