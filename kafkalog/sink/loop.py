@@ -160,6 +160,7 @@ class Sink:
                 next_commit = now + config.commit_interval_ms / 1000
             if now >= next_lag:
                 self._gauges()
+                self.output.tick()
                 next_lag = now + _LAG_EVERY_S
             self._flow_control()
             records = self._group.poll(_POLL_S, config.bulk_max_records)

@@ -64,5 +64,9 @@ class Output(Protocol):
         """Write ``docs``; one result per document, in order. Raises
         :class:`StoreUnavailableError` if the request failed as a whole."""
 
+    def tick(self) -> None:
+        """Called about once a second by the consumer loop, with or without traffic: for
+        work due by time (a file older than its rotation age)."""
+
     def close(self) -> None:
         """Release what the output holds (connections, files)."""

@@ -6,7 +6,8 @@ nothing committed (lines written after the last commit are written again after a
 an archive may hold a record twice; its ``id`` tells the copies apart).
 
 The file being written is ``kafkalog-<UTC time>-<n>.ndjson.open``. It is rotated when it
-reaches ``max_bytes`` or gets older than ``max_age_ms`` (checked at each write and at stop),
+reaches ``max_bytes`` or gets older than ``max_age_ms`` (checked at each write and once a
+second),
 and becomes ``...ndjson.gz`` (or ``...ndjson`` uncompressed). An ``.open`` file left by a
 crash is finished at the next start. One sink process owns a directory (a lock file).
 """
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from kafkalog.diagnostics import log
 from kafkalog.sink.documents import Document
 from kafkalog.sink.outputs import ItemResult, StoreSetupError, StoreUnavailableError
 
@@ -97,6 +99,16 @@ class FileOutput:
             if self._size >= self._max_bytes:
                 self._rotate()
         return [None] * len(docs)
+
+    def tick(self) -> None:
+        """Rotate the open file if it got older than ``max_age_ms``, even with no traffic."""
+        with self._lock:
+            if self._file is not None and self._clock() - self._opened_at >= self._max_age_s:
+                try:
+                    self._rotate()
+                except OSError as exc:  # tried again at the next tick or write
+                    log.warning("kafkalog sink: cannot rotate in %s: %s", self.directory,
+                                exc.strerror or type(exc).__name__)
 
     def close(self) -> None:
         """Finish the open file (rotate it) and release the directory."""

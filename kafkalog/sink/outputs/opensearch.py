@@ -121,6 +121,9 @@ class OpenSearchOutput:
             raise StoreUnavailableError(f"bulk answered {len(items)} items for {len(docs)}")
         return [_item_result(item) for item in items]
 
+    def tick(self) -> None:
+        """Nothing is due by time."""
+
     def close(self) -> None:
         """Close the connections."""
         close = getattr(self._client, "close", None)

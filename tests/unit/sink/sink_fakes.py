@@ -47,6 +47,9 @@ class MemoryOutput:
                 out.append(verdict)
             return out
 
+    def tick(self) -> None:
+        pass
+
     def close(self) -> None:
         self.closed = True
 

@@ -76,6 +76,20 @@ def test_a_file_is_rotated_when_it_gets_older_than_max_age(tmp_path: Path) -> No
     assert len(lines_in(tmp_path)) == 4
 
 
+def test_an_idle_file_is_rotated_by_age_without_a_write(tmp_path: Path) -> None:
+    clock = Clock()
+    out = FileOutput(tmp_path, max_bytes=1 << 20, max_age_ms=10_000, clock=clock)
+    out.start()
+    out.write(docs(0, 2))
+    out.tick()
+    assert out.rotations == 0
+    clock.now += 11
+    out.tick()
+    assert out.rotations == 1
+    assert not list(tmp_path.glob("*.open")) and len(lines_in(tmp_path)) == 2
+    out.close()
+
+
 def test_a_file_left_open_by_a_crash_is_finished_at_the_next_start(tmp_path: Path) -> None:
     crashed = FileOutput(tmp_path, max_bytes=1 << 20, max_age_ms=60_000)
     crashed.start()
