@@ -81,16 +81,29 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0,
 
 
 def file_lines(directory: Path) -> list[bytes]:
-    """Every line of every file the file output wrote (open, finished, compressed)."""
-    out: list[bytes] = []
-    for path in sorted(directory.glob("kafkalog-*")):
-        if path.name.endswith(".tmp"):
+    """Every line of every file the file output wrote (open, finished, compressed). A running
+    sink may finish a file while it is read: the listing is then taken again (bounded)."""
+    for _ in range(20):
+        out: list[bytes] = []
+        try:
+            for path in sorted(directory.glob("kafkalog-*")):
+                if path.name.endswith(".tmp"):
+                    continue
+                data = path.read_bytes()
+                if path.name.endswith(".gz"):
+                    data = gzip.decompress(data)
+                out.extend(line for line in data.split(b"\n") if line)
+        except FileNotFoundError:
             continue
-        data = path.read_bytes()
-        if path.name.endswith(".gz"):
-            data = gzip.decompress(data)
-        out.extend(line for line in data.split(b"\n") if line)
-    return out
+        return out
+    raise AssertionError(f"the files of {directory} kept changing while read")
+
+
+def wait_running(process: subprocess.Popen[str], bootstrap: str, group: str) -> None:
+    """Wait (bounded) until ``process`` is a member of ``group`` (its client id names its
+    pid): past its start-up, so SIGTERM reaches its handler."""
+    wait_for(lambda: any(m.endswith(f"-{process.pid}") for m in group_members(bootstrap, group)),
+             process=process, what="the sink in its group")
 
 
 def file_docs(directory: Path) -> list[dict[str, Any]]:

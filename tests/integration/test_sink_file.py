@@ -22,6 +22,7 @@ from sink_harness import (
     sink,
     stop,
     wait_for,
+    wait_running,
 )
 
 N = 3000
@@ -104,6 +105,7 @@ def test_a_killed_sink_loses_nothing_it_committed(
     process = sink("--config", str(config))
     wait_for(lambda: len({d["id"] for d in file_docs(out)}) >= total, process=process,
              what="every record after the restarts")
+    wait_running(process, kafka_broker.bootstrap, group)
     stop(process)
     counts = Counter(d["id"] for d in file_docs(out))
     assert len(counts) == total

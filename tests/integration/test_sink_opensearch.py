@@ -24,12 +24,12 @@ from ship_harness import lines as ship_lines
 from sink_harness import (
     Search,
     committed,
-    group_members,
     kill,
     log_records,
     sink,
     stop,
     wait_for,
+    wait_running,
 )
 
 from kafkalog.ship.registry import Registry
@@ -179,10 +179,7 @@ def test_a_crash_loop_ends_with_every_record_once(
     process = sink("--config", str(config), *args(kafka_broker, topic, group, opensearch.url))
     wait_for(lambda: search.count("sinktest-*") >= total, process=process, timeout_s=180,
              what="every record after the kills")
-    # Running (signal handlers in place) once it is in the group: its client id names its pid.
-    wait_for(lambda: any(m.endswith(f"-{process.pid}")
-                         for m in group_members(kafka_broker.bootstrap, group)),
-             process=process, what="the last sink in the group")
+    wait_running(process, kafka_broker.bootstrap, group)
     stop(process)
     docs = search.docs("sinktest-*")
     assert len(docs) == total
