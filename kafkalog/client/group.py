@@ -181,12 +181,8 @@ class GroupConsumer:
         """
         if not next_offsets:
             return
-        offsets = {
-            kafka.TopicPartition(p.topic, p.partition): OffsetAndMetadata(offset, "", -1)
-            for p, offset in next_offsets.items()
-        }
         try:
-            self._consumer.commit(offsets, timeout_ms=GROUP_CALL_TIMEOUT_MS)
+            self._consumer.commit(_offsets(next_offsets), timeout_ms=GROUP_CALL_TIMEOUT_MS)
         except kafka.errors.KafkaError as exc:
             raise GroupCommitError(f"commit not accepted: {type(exc).__name__}") from exc
 
@@ -196,12 +192,8 @@ class GroupConsumer:
         it is lost, the next owner reads those records again."""
         if not next_offsets:
             return
-        offsets = {
-            kafka.TopicPartition(p.topic, p.partition): OffsetAndMetadata(offset, "", -1)
-            for p, offset in next_offsets.items()
-        }
         try:
-            self._consumer.commit_async(offsets)
+            self._consumer.commit_async(_offsets(next_offsets))
         except Exception as exc:  # never out of a rebalance callback: it would fail the join
             log.warning("kafkalog: commit at revocation not sent: %s", type(exc).__name__)
 
@@ -228,6 +220,12 @@ class GroupConsumer:
         connections. Commits nothing: the caller committed what was written."""
         with contextlib.suppress(Exception):
             self._consumer.close(autocommit=False, timeout_ms=GROUP_CALL_TIMEOUT_MS)
+
+
+def _offsets(next_offsets: Mapping[Partition, int]) -> dict[Any, Any]:
+    """kafka-python's form of offsets to commit."""
+    return {kafka.TopicPartition(p.topic, p.partition): OffsetAndMetadata(offset, "", -1)
+            for p, offset in next_offsets.items()}
 
 
 class _Relay(ConsumerRebalanceListener):  # type: ignore[misc]

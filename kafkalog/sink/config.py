@@ -12,7 +12,6 @@ A bad value raises :class:`~kafkalog.errors.ConfigError` naming the option, at s
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from kafkalog.config import (
     SECURITY_SETTING_OPTIONS,
     PipelineConfig,
 )
+from kafkalog.config.files import read_toml
 from kafkalog.config.values import (
     at_least,
     boolean,
@@ -35,11 +35,6 @@ from kafkalog.config.values import (
 )
 from kafkalog.errors import ConfigError
 from kafkalog.sink.routing import IndexPattern
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["FILE_PREFIX", "SinkConfig", "load_toml", "sink_config"]
 
@@ -222,11 +217,5 @@ def sink_config(options: Mapping[str, Any], *, source: str = "command line") -> 
 
 def load_toml(path: Path, overrides: Mapping[str, Any] | None = None) -> SinkConfig:
     """A :class:`SinkConfig` from a TOML file; ``overrides`` (from flags) win over the file."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     return sink_config({**data, **(overrides or {})}, source=str(path))
