@@ -206,3 +206,12 @@ class Search:
         self.client.indices.delete(index=index, ignore_unavailable=True)
         if self.client.indices.exists_index_template(name="kafkalog"):
             self.client.indices.delete_index_template(name="kafkalog")
+
+
+def group_state(bootstrap: str, group: str) -> str:
+    """The group's state as the coordinator reports it (``Stable``, ``Empty``...)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return str((admin.describe_groups([group]).get(group) or {}).get("group_state"))
+    finally:
+        admin.close()

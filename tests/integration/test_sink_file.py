@@ -16,6 +16,7 @@ from sink_harness import (
     committed,
     file_docs,
     file_lines,
+    group_state,
     kill,
     log_records,
     records_below,
@@ -51,6 +52,8 @@ def test_every_record_logged_is_one_line_in_the_rotated_files(
              what=f"{N} lines")
     text = stop(process)
     assert f"{N:,} written" in text
+    # It left the group on its way out: no wait for the session timeout at the next start.
+    assert group_state(kafka_broker.bootstrap, group) == "Empty"
     docs = file_docs(out)
     assert sorted(d["message"] for d in docs) == sorted(messages)
     assert len({d["id"] for d in docs}) == N
@@ -123,3 +126,25 @@ def _end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         return {tp.partition: int(n) for tp, n in consumer.end_offsets(tps).items()}
     finally:
         consumer.close()
+
+
+def test_a_new_group_from_latest_skips_the_backlog(
+        kafka_broker: ExternalBroker, topic: str, tmp_path: Path) -> None:
+    backlog = set(log_records(kafka_broker.bootstrap, topic, 500))
+    out = tmp_path / "archive"
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    process = sink("--topic", topic, "--group", group, "--bootstrap-servers",
+                   kafka_broker.bootstrap, "--to", f"file:{out}", "--from", "latest")
+    wait_running(process, kafka_broker.bootstrap, group)
+    # Its position is taken at its first fetch: new records are logged until some arrive.
+    fresh: list[str] = []
+    for batch in range(20):
+        fresh += log_records(kafka_broker.bootstrap, topic, 50, first=500 + 50 * batch)
+        if out.is_dir() and file_lines(out):
+            break
+    wait_for(lambda: out.is_dir() and len(file_lines(out)) > 0, process=process,
+             what="new records")
+    stop(process)
+    messages = {d["message"] for d in file_docs(out)}
+    assert messages and messages <= set(fresh)
+    assert not messages & backlog
