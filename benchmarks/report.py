@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from benchmarks import ship_steady
 from benchmarks.harness import ROOT
 
 DOC = ROOT / "docs" / "performance.md"
@@ -268,6 +269,7 @@ def ship_markdown(out: dict[str, Any]) -> list[str]:
         verdict = ("met" if e["met"] else "not met") if "goal" in e else ""
         parts.append(f"| {label} | {e.get('goal', '')} | {e['ratio']:.2f}x | {verdict} |")
     parts.append("")
+    parts += ship_steady.markdown(ship)
     return parts
 
 

@@ -15,8 +15,9 @@ bytes) is shipped whole by each shipper in turn, each to a fresh topic of the sa
 After one discarded warm-up run (kcat's, else the agent's), the runs are interleaved (kcat,
 the agent raw, rsyslog raw, kcat, the agent parsed, rsyslog parsed, kcat, then kafka-python)
 so that the machine's drift falls on both sides of each ratio. Every rate includes the
-shipper's start-up. CPU is the child's user+sys, every thread; peak RSS its ``VmHWM``. Not
-part of ``--quick``.
+shipper's start-up. CPU is the child's user+sys, every thread; peak RSS its ``VmHWM``. Then
+the agent's idle cost and tail latency (:mod:`benchmarks.ship_steady`). Not part of
+``--quick``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from benchmarks.harness import ROOT, Settings, delete_topics, new_topic
 from benchmarks.ship_log import write_access_log
 from benchmarks.ship_peers import RSYSLOG_MODES, missing, run_kcat, run_rsyslog, versions
 from benchmarks.ship_proc import Child, ShipperError, TopicCounter, Usage, registry_offset
+from benchmarks.ship_steady import run as run_steady
 
 ENV_MB = "KAFKALOG_BENCH_SHIP_MB"
+# "0" leaves out the idle cost and the tail latency (about a minute together).
+ENV_STEADY = "KAFKALOG_BENCH_SHIP_STEADY"
 DEFAULT_MB = 200.0
 PARTITIONS = 3
 KCAT_RUNS = 3
@@ -228,6 +232,12 @@ def run(bootstrap: str, settings: Settings) -> dict[str, Any]:
             ]
             for name, kind, arg, transport in plan:
                 section.one(name, kind, arg, transport)
+            steady: dict[str, Any] = {}
+            usable = [t for t, why in transports.items() if why is None]
+            if usable and os.environ.get(ENV_STEADY, "1") != "0":
+                # With the confluent transport, the one the targets are set for, if it is here.
+                steady = run_steady(bootstrap, work,
+                                    "confluent" if "confluent" in usable else usable[0])
         finally:
             section.counter.close()
         section.kcat_row()
@@ -246,6 +256,7 @@ def run(bootstrap: str, settings: Settings) -> dict[str, Any]:
         "peers": versions(),
         "results": results,
         "ratios": targets,
+        "steady": steady,
         "skipped": section.skipped,
         "load_average": {"before": [round(x, 2) for x in load_before],
                          "after": [round(x, 2) for x in os.getloadavg()]},

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import sys
 import threading
+from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from itertools import accumulate, islice, repeat, starmap
+from operator import add, itemgetter
 from typing import Any
 
 # One queued record: (value, key), as the transports take it. A plain tuple: it is built on
@@ -213,14 +216,7 @@ class RecordQueue:
                 items.clear()
                 self._bytes = 0
             else:
-                batch = []
-                taken_bytes = 0
-                while items and len(batch) < max_records:
-                    size = entry_size(items[0])
-                    if batch and taken_bytes + size > max_bytes:
-                        break
-                    batch.append(items.popleft())
-                    taken_bytes += size
+                batch, taken_bytes = _take_head(items, max_records, max_bytes)
                 self._bytes -= taken_bytes
             self.removed += len(batch)
             self._rearm()
@@ -251,3 +247,84 @@ class RecordQueue:
                 "queue_depth": len(self._items),
                 "queue_bytes": self._bytes,
             }
+
+    # -- many records at once --------------------------------------------------------------
+
+    def put_many(self, entries: Sequence[Entry]) -> tuple[int, int]:
+        """Append ``entries`` in order, as :meth:`put` would one by one, stopping at the first
+        one that is not accepted. Returns ``(count, last)``: how many were accepted (a prefix)
+        and the number of the last one (0 if none).
+
+        Whatever fits is appended under one lock with a few C-level calls; only a record that
+        meets a full queue goes through :meth:`put` (its overflow policy, its wait). The numbers
+        are consecutive unless another thread puts records at the same time.
+        """
+        total = len(entries)
+        if not total:
+            return 0, 0
+        values = map(len, map(_VALUE, entries))
+        keys = (len(k) if k is not None else 0 for k in map(_KEY, entries)) \
+            if any(map(_KEY, entries)) else repeat(0)
+        sizes = list(map(add, map(add, values, keys), repeat(ENTRY_OVERHEAD_BYTES, total)))
+        ends = list(accumulate(sizes))  # ends[i]: the bytes of entries[: i + 1]
+        done = 0
+        last = 0
+        for _ in range(total):  # each turn accepts at least one record, or stops
+            taken, number = self._append_fitting(entries, ends, done)
+            if taken:
+                done += taken
+                last = number
+            if done == total:
+                break
+            number = self.put(entries[done])  # the queue is full: the overflow policy applies
+            if not number:
+                break
+            done += 1
+            last = number
+        return done, last
+
+    def _append_fitting(self, entries: Sequence[Entry], ends: list[int],
+                        start: int) -> tuple[int, int]:
+        """Append as many of ``entries[start:]`` as fit now, in one go; how many, and the
+        number of the last one."""
+        lock = self._lock
+        base = ends[start - 1] if start else 0
+        lock.acquire()
+        try:
+            room = self._max_bytes - self._bytes
+            count = min(bisect_right(ends, base + room, lo=start) - start,
+                        self._max_records - len(self._items))
+            if count <= 0:
+                return 0, 0
+            stop = start + count
+            self._items.extend(islice(entries, start, stop) if start or stop < len(entries)
+                               else entries)
+            self._bytes = total = self._bytes + ends[stop - 1] - base
+            self.accepted = last = self.accepted + count
+            wake = total >= self._wake_at
+            if wake:
+                self._wake_at = self._batch_bytes if total < self._batch_bytes else _NEVER
+        finally:
+            lock.release()
+        if wake:
+            self.wakeup.set()
+        return count, last
+
+
+_VALUE = itemgetter(0)
+_KEY = itemgetter(1)
+
+
+def _take_head(items: deque[Entry], max_records: int, max_bytes: int) -> tuple[list[Entry], int]:
+    """Remove the longest head of ``items`` within ``max_records`` and ``max_bytes`` (at
+    least one record); it and its bytes. Sizes, sums and removal run in C (no Python call per
+    record unless records have keys)."""
+    head = list(islice(items, max_records))
+    if any(map(_KEY, head)):
+        sizes: Iterable[int] = map(entry_size, head)
+    else:
+        sizes = map(add, map(len, map(_VALUE, head)), repeat(ENTRY_OVERHEAD_BYTES))
+    ends = list(accumulate(sizes))
+    count = max(1, bisect_right(ends, max_bytes))
+    batch = list(starmap(items.popleft, repeat((), count)))
+    return batch, ends[count - 1]

@@ -15,26 +15,31 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.pipeline import Pipeline, TransportFactory
+from kafkalog.ship.building import Built, InputRecords
 from kafkalog.ship.config import InputConfig, ShipConfig
 from kafkalog.ship.discovery import Discovery
 from kafkalog.ship.files import FileId
 from kafkalog.ship.multiline import Event, Joiner
-from kafkalog.ship.parsers import Parser, parser_for
-from kafkalog.ship.record import RecordBuilder, field_key, source_id
+from kafkalog.ship.parsers import parser_for
+from kafkalog.ship.record import RecordBuilder, source_id
 from kafkalog.ship.registry import FileState, Registry
-from kafkalog.ship.tracking import FileKey, Follow, open_tail
+from kafkalog.ship.tracking import FileKey, Follow, open_tail, per_file
 
-# Bytes read from one file per turn of the loop, so that one busy file does not starve others.
-READ_CHUNK_BYTES = 1024 * 1024
-# How long the loop sleeps when no file had anything new.
+# Lines longer than this are cut by the reader (and then to the record's limit, flagged).
+LONG_LINE_CUT_BYTES = 1024 * 1024
+# How often every open file is looked at (read, truncation, multi-line timeout) when quiet.
 IDLE_POLL_S = 0.1
-# Room left in a request for the record batch header, the record header and the key (as the
-# handler leaves it).
+# A file with new lines in the last ACTIVE_S is looked at every ACTIVE_POLL_S: a line appended
+# to a busy file waits about 10 ms, without polling a thousand quiet files 100 times a second.
+ACTIVE_POLL_S = 0.01
+ACTIVE_S = 1.0
+# Room left in a request for the batch and record headers and the key (as the handler leaves).
 RECORD_OVERHEAD_BYTES = 1024
 
 
@@ -44,8 +49,7 @@ class _Input:
 
     config: InputConfig
     discovery: Discovery
-    parser: Parser
-    builder: RecordBuilder
+    records: InputRecords
     pipeline: Pipeline
 
 
@@ -86,6 +90,7 @@ class ShipAgent:
         self._reload_to: ShipConfig | None = None
         self._first_start = True
         self._dirty = False
+        self._last_data = -ACTIVE_S  # when a file last had new lines (clock)
         self.counters: dict[str, int] = dict.fromkeys(
             ("lines", "events", "bytes", "refused", "truncations", "long_lines",
              "files_opened", "files_closed", "registry_saves", "reloads"), 0)
@@ -105,13 +110,15 @@ class ShipAgent:
         for each in self._config.inputs:
             pipeline = self._pipeline(each.topic)
             max_bytes = pipeline.config.max_request_size - RECORD_OVERHEAD_BYTES
+            builder = RecordBuilder(schema=each.schema, static_fields=each.static_fields,
+                                    max_bytes=max_bytes, json_fields=each.format == "json")
             inputs[each.name] = _Input(
                 config=each,
                 discovery=Discovery(each.paths, each.exclude,
                                     follow_symlinks=each.follow_symlinks),
-                parser=parser_for(each.format),
-                builder=RecordBuilder(schema=each.schema, static_fields=each.static_fields,
-                                      max_bytes=max_bytes, json_fields=each.format == "json"),
+                records=InputRecords(parser=parser_for(each.format), builder=builder,
+                                     format=each.format, key=each.key,
+                                     multiline=each.multiline),
                 pipeline=pipeline,
             )
         self._inputs = inputs
@@ -139,7 +146,7 @@ class ShipAgent:
         """Ship until ``stop`` is set, then stop cleanly: flush, spill what cannot go, commit."""
         self._load_registry()
         self._build_inputs()
-        next_scan = next_save = 0.0
+        next_scan = next_save = next_all = 0.0
         _LIVE.add(self)
         try:
             while not stop.is_set():
@@ -149,14 +156,18 @@ class ShipAgent:
                 if now >= next_scan:
                     self._scan()
                     next_scan = now + self._config.scan_interval_ms / 1000
-                busy = self._read_all()
-                self._commit()
+                every = now >= next_all  # else only the files with new lines of late
+                busy = self._read_all(None if every else now - ACTIVE_S)
+                if every:
+                    next_all = now + IDLE_POLL_S
+                    self._commit()
+                    self._close_finished()
                 if now >= next_save:
                     self._save()
                     next_save = now + self._config.commit_interval_ms / 1000
-                self._close_finished()
                 if not busy:
-                    stop.wait(IDLE_POLL_S)
+                    active = self._last_data > now - ACTIVE_S
+                    stop.wait(ACTIVE_POLL_S if active else max(0.0, next_all - now))
         finally:
             _LIVE.discard(self)
             self._shutdown()
@@ -235,8 +246,8 @@ class ShipAgent:
             input_name=inp.config.name,
             joiner=Joiner(inp.config.multiline,
                           timeout_s=inp.config.multiline_timeout_ms / 1000,
-                          max_bytes=inp.builder.max_bytes),
-            source=source_id(inp.builder.host, fid.dev, fid.ino, fid.head_hash),
+                          max_bytes=inp.records.builder.max_bytes),
+            source=source_id(inp.records.builder.host, fid.dev, fid.ino, fid.head_hash),
             committed=tail.read_offset,
             truncations=truncations,
             last_data=self._clock(),
@@ -244,64 +255,66 @@ class ShipAgent:
         self.counters["files_opened"] += 1
         self._dirty = True
 
-    def _read_all(self) -> bool:
-        """One turn over the open files; True if any had new lines."""
+    def _read_all(self, since: float | None) -> bool:
+        """One turn over the open files (those with new lines after ``since``, if given);
+        True if any had new lines."""
         busy = False
         for follow in list(self._follows.values()):
             inp = self._inputs.get(follow.input_name)
-            if inp is None:
+            if inp is None or (since is not None and follow.last_data < since):
                 continue
-            if follow.backlog and not self._submit(inp, follow, follow.backlog):
-                continue  # the queue is still full: read nothing more from this file
-            lines = follow.tail.read_lines(READ_CHUNK_BYTES)
+            backlog = follow.backlog
+            if backlog is not None and not self._offer(inp, follow, backlog):
+                # Queue full: read no more of this file (and idle unless some of it went in).
+                busy = busy or follow.backlog is not backlog
+                continue
+            tail = follow.tail
+            lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
             if not lines:
-                if follow.tail.check_truncated():
+                if tail.check_truncated():
                     self._truncated(follow)
                 events = follow.joiner.flush_due()
                 if events:
-                    self._submit(inp, follow, events)
+                    self._offer(inp, follow, self._events(inp, follow, events))
                 continue
             busy = True
-            follow.last_data = self._clock()
-            events = follow.joiner.feed_lines(lines)
-            follow.fed_end = lines[-1][2]
+            follow.last_data = self._last_data = self._clock()
+            follow.fed_end = offsets[-1]
             self.counters["lines"] += len(lines)
-            self.counters["bytes"] += lines[-1][2] - lines[0][1]
-            if events:
-                self._submit(inp, follow, events)
+            self.counters["bytes"] += offsets[-1] - offsets[0]
+            built = None
+            if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
+                built = inp.records.of_lines(lines, offsets, path=str(tail.path),
+                                             ino=tail.fid.ino, source=follow.source,
+                                             read_time=self._wall())
+            if built is None:
+                events = follow.joiner.feed_lines(
+                    zip(lines, offsets, islice(offsets, 1, None), strict=False))
+                if not events:
+                    continue
+                built = self._events(inp, follow, events)
+            self._offer(inp, follow, built)
         return busy
 
-    def _submit(self, inp: _Input, follow: Follow, events: list[Event]) -> bool:
-        """Build and submit ``events`` in order; True if all were accepted. The rest wait in
-        the file's backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
-        tail = follow.tail
-        path = str(tail.path)
-        ino = tail.fid.ino
-        build = inp.builder.build
-        parse = inp.parser
-        submit = inp.pipeline.submit
-        key_name = inp.config.key
-        now = self._wall()
-        pending = follow.pending
-        for i, event in enumerate(events):
-            truncated = event.truncated
-            if truncated:
-                self.counters["long_lines"] += 1
-            parsed = parse(event.data.decode("utf-8", "replace"))
-            value = build(parsed, path=path, ino=ino, offset=event.start, source=follow.source,
-                          read_time=now, truncated=truncated)
-            key = None
-            if key_name is not None:
-                key = path.encode() if key_name == "path" else field_key(parsed.fields,
-                                                                          key_name)
-            number = submit(value, key)
-            if not number:
-                follow.backlog = events[i:]
-                self.counters["refused"] += 1
-                return False
-            pending.append((number, event.end))
-        follow.backlog = []
-        self.counters["events"] += len(events)
+    def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
+        """The records of ``events``, built one by one."""
+        self.counters["long_lines"] += sum(event.truncated for event in events)
+        return inp.records.of_events(events, path=str(follow.tail.path),
+                                     ino=follow.tail.fid.ino, source=follow.source,
+                                     read_time=self._wall())
+
+    def _offer(self, inp: _Input, follow: Follow, built: Built) -> bool:
+        """Submit ``built`` in order; True if all were accepted. The rest wait in the file's
+        backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
+        count, last = inp.pipeline.submit_many(built.values, built.keys)
+        if count:  # one entry per run: once ``last`` is resolved, so is all before its end
+            follow.pending.append((last, built.ends[count - 1]))
+            self.counters["events"] += count
+        if count < len(built.values):
+            follow.backlog = built.rest(count) if count else built
+            self.counters["refused"] += 1
+            return False
+        follow.backlog = None
         return True
 
     def _truncated(self, follow: Follow) -> None:
@@ -309,7 +322,7 @@ class ShipAgent:
         self.counters["truncations"] += 1
         follow.truncations += 1
         follow.pending.clear()  # offsets of the old content mean nothing now
-        follow.backlog = []
+        follow.backlog = None
         follow.joiner.flush()
         follow.committed = follow.fed_end = 0
         self._dirty = True
@@ -377,14 +390,7 @@ class ShipAgent:
 
     def stats(self) -> dict[str, Any]:
         """Counters, the open files with their lag, and each topic's pipeline stats."""
-        files: dict[str, dict[str, Any]] = {}
-        for follow in list(self._follows.values()):  # a snapshot: the loop may change it
-            try:
-                lag = follow.tail.lag_bytes
-            except OSError:  # closed by the loop meanwhile
-                continue
-            files[str(follow.tail.path)] = {"lag_bytes": lag, "offset": follow.committed,
-                                            "input": follow.input_name}
+        files = per_file(list(self._follows.values()))  # a snapshot: the loop may change it
         return {
             **self.counters,
             "files": len(files),

@@ -189,10 +189,19 @@ class TailedFile:
         (``long_lines`` counts them). Returns ``[]`` when there is nothing new, including
         while the file is shorter than ``read_offset`` (see :meth:`check_truncated`).
         """
+        lines, offsets = self.read_chunk(max_bytes)
+        return list(zip(lines, offsets, islice(offsets, 1, None), strict=False))
+
+    def read_chunk(self, max_bytes: int) -> tuple[list[bytes], list[int]]:
+        """:meth:`read_lines` as two lists, for callers that work on whole chunks: the lines,
+        and the offsets of their boundaries (one more than the lines: line ``i`` starts at
+        ``offsets[i]`` and ends just before ``offsets[i + 1]``). Two empty lists when there
+        is nothing new."""
         if max_bytes < 1:
             raise ValueError(f"max_bytes must be at least 1, not {max_bytes}")
         fd = self._fd
-        out: list[tuple[bytes, int, int]] = []
+        lines: list[bytes] = []
+        offsets: list[int] = []
         budget = max(self._chunk, READ_BUDGET_BYTES)
         while budget > 0:
             # fstat first: reading exactly what is there spares a 1 MiB buffer per idle poll.
@@ -203,15 +212,16 @@ class TailedFile:
             if not data:
                 break
             budget -= len(data)
-            self._split(data, max_bytes, out)
-            if out:
+            self._split(data, max_bytes, lines, offsets)
+            if lines:
                 break
         if self.fid.head_len < HEAD_LEN and self.read_offset > self.fid.head_len:
             self._grow_id()
-        return out
+        return lines, offsets
 
-    def _split(self, data: bytes, max_bytes: int, out: list[tuple[bytes, int, int]]) -> None:
-        """Append the lines that ``data`` (read at ``read_offset``) completes to ``out``."""
+    def _split(self, data: bytes, max_bytes: int, out: list[bytes], offsets: list[int]) -> None:
+        """Add the lines that ``data`` (read at ``read_offset``) completes to ``out``, and
+        their boundaries to ``offsets`` (both empty before)."""
         start = self.read_offset  # the file offset of data[0]
         self.read_offset = start + len(data)
         if self._cut is not None:
@@ -219,7 +229,8 @@ class TailedFile:
             if newline < 0:
                 return  # still inside the cut line
             end = start + newline + 1
-            out.append((self._cut, self._cut_start, end))
+            out.append(self._cut)
+            offsets.append(self._cut_start)
             self.long_lines += 1
             self._cut = None
             self.line_offset = start = end
@@ -232,12 +243,13 @@ class TailedFile:
         partial = lines.pop()  # what follows the last newline: b"" if data ends with one
         if lines:
             # Offsets of every line boundary, computed in C: start, then each line's end.
-            offsets = list(accumulate(map(add, map(len, lines), repeat(1)), initial=start))
+            offsets.extend(accumulate(map(add, map(len, lines), repeat(1)), initial=start))
             if max(map(len, lines)) > max_bytes:
                 lines = self._cut_long(lines, max_bytes)
-            # offsets is one longer than lines: zip stops at the last line's start.
-            out.extend(zip(lines, offsets, islice(offsets, 1, None), strict=False))
+            out.extend(lines)
             self.line_offset = start = offsets[-1]
+        elif out:
+            offsets.append(start)  # the cut line's end
         if len(partial) > max_bytes:
             # Keep only what will be shipped; the rest is skipped up to the newline.
             self._cut = partial[:max_bytes]

@@ -41,10 +41,12 @@ class RecordBuilder:
 
     def __init__(self, *, schema: str, static_fields: Mapping[str, Any], max_bytes: int,
                  json_fields: bool = False) -> None:
-        self._ecs = schema == "ecs"
+        #: Whether its records are in the ECS schema.
+        self.ecs = self._ecs = schema == "ecs"
         # A JSON line's keys are its own names: they are not renamed to ECS ones.
         self._json = json_fields
-        self._static = dict(static_fields)
+        #: The fields added to every record (unless the record has a field of that name).
+        self.static_fields = self._static = dict(static_fields)
         #: The largest record it builds; longer events are cut to fit.
         self.max_bytes = max_bytes
         #: The host name written into its records.
@@ -52,7 +54,7 @@ class RecordBuilder:
         self._second = -1.0
         self._prefix = ""
 
-    def _timestamp(self, when: float) -> str:
+    def timestamp(self, when: float) -> str:
         """``when`` (epoch seconds) as RFC 3339 UTC with microseconds."""
         sec = _floor(when)
         us = round((when - sec) * 1_000_000)
@@ -68,7 +70,7 @@ class RecordBuilder:
               read_time: float, truncated: bool = False) -> bytes:
         """The JSON bytes of one record (cut to ``max_bytes`` if it is larger)."""
         when = parsed.timestamp if parsed.timestamp is not None else read_time
-        stamp = self._timestamp(when)
+        stamp = self.timestamp(when)
         rid = f"{source}-{offset:x}"
         if self._ecs:
             doc: dict[str, Any] = {

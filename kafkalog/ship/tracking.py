@@ -7,10 +7,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from kafkalog.ship.building import Built
 from kafkalog.ship.files import TailedFile
-from kafkalog.ship.multiline import Event, Joiner
+from kafkalog.ship.multiline import Joiner
 from kafkalog.ship.registry import FileState
 
 #: A file's identity as the agent keys it: (device, inode).
@@ -65,8 +68,8 @@ class Follow:
     last_data: float = 0.0
     # (record number, file offset just past its event), in submission order.
     pending: deque[tuple[int, int]] = dataclasses.field(default_factory=deque)
-    # Events built but not accepted yet (the queue was full): submitted first next time.
-    backlog: list[Event] = dataclasses.field(default_factory=list)
+    # Records built but not accepted yet (the queue was full): submitted first next time.
+    backlog: Built | None = None
     fed_end: int = -1  # the end of the last complete line given to the joiner (-1: none yet)
     gone: bool = False  # the path no longer names it: read to the end, then close
 
@@ -76,7 +79,7 @@ class Follow:
         pending = self.pending
         while pending and pending[0][0] <= resolved:
             self.committed = pending.popleft()[1]
-        if not pending and not self.backlog and self.fed_end >= 0:
+        if not pending and self.backlog is None and self.fed_end >= 0:
             # Everything given to the joiner is resolved, except an unfinished event.
             start = self.joiner.pending_start
             self.committed = self.fed_end if start is None else start
@@ -85,7 +88,8 @@ class Follow:
 
     def drained(self) -> bool:
         """Nothing of it is in flight, waiting, or unfinished."""
-        return not self.pending and not self.backlog and self.joiner.pending_start is None
+        return (not self.pending and self.backlog is None
+                and self.joiner.pending_start is None)
 
     def renamed_to(self, path: Path) -> None:
         """The scan found it under ``path`` (the same path, or a new one after a rename)."""
@@ -99,3 +103,16 @@ class Follow:
                          head_len=fid.head_len, path=str(self.tail.path),
                          offset=self.committed, input=self.input_name,
                          truncations=self.truncations)
+
+
+def per_file(follows: Iterable[Follow]) -> dict[str, dict[str, Any]]:
+    """Each open file's lag in bytes, committed offset and input, by path (for ``stats()``)."""
+    files: dict[str, dict[str, Any]] = {}
+    for follow in follows:
+        try:
+            lag = follow.tail.lag_bytes
+        except OSError:  # closed by the agent's loop meanwhile
+            continue
+        files[str(follow.tail.path)] = {"lag_bytes": lag, "offset": follow.committed,
+                                        "input": follow.input_name}
+    return files
