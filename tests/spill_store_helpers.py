@@ -3,9 +3,16 @@ disk, replaying everything, and a writer's death as the kernel sees it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kafkalog.spill import (
     SEGMENT_SUFFIX,
@@ -93,3 +100,54 @@ def write_segment(path: Path, records: list[SpillRecord], topic: str = TOPIC) ->
     )
     path.write_bytes(data)
     return data
+
+
+def _skip_loudly(reason: str) -> None:
+    """Skip the test, and say why on stderr too: a skipped disk test must never go unseen."""
+    print(f"SKIPPED (no small filesystem): {reason}", file=sys.stderr)
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def small_filesystem(mountpoint: Path, size_bytes: int) -> Iterator[Path]:
+    """A real filesystem of ``size_bytes`` (a tmpfs) mounted at ``mountpoint`` for the block.
+
+    Skips the test, saying why, where none can be mounted: not Linux, not root, or a container
+    without the right to mount.
+    """
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if not sys.platform.startswith("linux") or mount is None or umount is None:
+        _skip_loudly("needs Linux with mount(8) to mount a tmpfs")
+    if os.geteuid() != 0:
+        _skip_loudly("needs root to mount a tmpfs")
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [str(mount), "-t", "tmpfs", "-o", f"size={size_bytes},mode=0700", "tmpfs", str(mountpoint)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    if done.returncode != 0:
+        _skip_loudly(f"cannot mount a tmpfs: {done.stderr.strip() or done.returncode}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run([str(umount), "-l", str(mountpoint)], capture_output=True, timeout=30,
+                       check=False)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes free on the filesystem of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def deleted_but_open(directory: Path) -> list[str]:
+    """Files once under ``directory`` that are deleted but still held open by this process:
+    their blocks are not free until they are closed."""
+    prefix = str(directory.resolve()) + os.sep
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{name}")
+            if target.startswith(prefix) and target.endswith(" (deleted)"):
+                found.append(target)
+    return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,50 @@ def default_app_name() -> str:
         name = path.parent.name
     name = re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._")
     return name or "python"
+
+
+def check_spill_path(path: Path | None) -> None:
+    """Raise :class:`ConfigError` naming ``spill_dir`` and ``path`` if the spill store could
+    not write there: it is not a directory, or this process may not create files in it (or,
+    if it does not exist yet, create it in its nearest existing parent).
+
+    Checked when a pipeline is built, not on the first spill: by then Kafka is down, and the
+    records that were to be kept are lost. Nothing is created here.
+    """
+    if path is None:
+        return
+    for existing in (path, *path.parents):
+        try:
+            st = existing.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            raise ConfigError("spill_dir", f"cannot use {path}: {exc}") from exc
+        if not stat.S_ISDIR(st.st_mode) and existing == path:
+            raise ConfigError("spill_dir", f"{path} is not a directory")
+        if not stat.S_ISDIR(st.st_mode):
+            raise ConfigError("spill_dir", f"cannot create {path}: {existing} is not a directory")
+        problem = _unwritable(existing)
+        if problem and existing == path:
+            raise ConfigError("spill_dir", f"cannot write to {path}: {problem}")
+        if problem:
+            raise ConfigError(
+                "spill_dir", f"cannot create {path}: {existing} is not writable ({problem})"
+            )
+        return
+
+
+def _unwritable(directory: Path) -> str:
+    """Why this process cannot create files in ``directory``, or "" if it can."""
+    try:
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except OSError:
+        pass  # access() below still answers
+    effective = os.access in os.supports_effective_ids
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
+        return "permission denied"
+    return ""
 
 
 def _spill_dir(name: str, value: Any) -> str | None:

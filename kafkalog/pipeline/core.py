@@ -16,6 +16,7 @@ from itertools import repeat
 from typing import Any
 
 from kafkalog.config import PipelineConfig
+from kafkalog.config.spill import check_spill_path
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.pipeline import lifecycle
 from kafkalog.pipeline.counters import WorkerCounters
@@ -62,6 +63,7 @@ class Pipeline:
         **options: Any,
     ) -> None:
         config = PipelineConfig.given(config, topic, options)
+        check_spill_path(config.spill_path())  # now, not when Kafka is down and it is too late
         if transport_factory is None:
             check_transport_config(config)  # codec packages, producer_config
         self.config = config
@@ -202,6 +204,10 @@ class Pipeline:
         """Deliver what is queued within ``close_timeout_ms``, then stop the worker; what is
         left goes to the spill. Idempotent.
 
+        While Kafka is known to be unreachable (the last attempt failed and records go to the
+        spill), it does not wait: what is in memory goes to the spill at once, and the spill
+        stays on disk for the next process with the same ``spill_dir``.
+
         While logging's module lock is held (``dictConfig`` replacing a handler), it returns at
         once and the worker finishes in the background; an exit hook waits for it.
         """
@@ -211,6 +217,8 @@ class Pipeline:
             worker = self._worker
             worker.request_flush(self._queue.accepted)
             worker.stop(time.monotonic() + self._close_timeout_s)
+            if worker.spilling_while_unreachable:
+                worker.abort()  # waiting would deliver nothing: spill what is left, now
             lifecycle.finish_later(worker)
             if not lifecycle.holding_logging_lock():
                 lifecycle.finish(worker, self._close_timeout_s)
@@ -259,9 +267,8 @@ class Pipeline:
             return
         if batch_in_hand:
             spill.reserve_slot()
-        numbers = range(first, first + len(entries))
-        if not spill.append(entries, sync=False, tag=numbers):
-            self._ledger.resolve(numbers, Outcome.DROPPED)  # the store counted them
+        # The store resolves them: spilled once durable, dropped if it cannot keep them.
+        spill.append(entries, sync=False, tag=range(first, first + len(entries)))
         self._worker.request_flush(0)  # wake the worker: it must replay behind these
         self._revive_worker()
 

@@ -116,6 +116,12 @@ class BatchWorker:
         self._queue.wakeup.set()
 
     @property
+    def spilling_while_unreachable(self) -> bool:
+        """True while Kafka is known to be down and records go to the spill: waiting at close
+        would deliver nothing (see :meth:`Pipeline.close`)."""
+        return self._spill is not None and self._outage.down is not None
+
+    @property
     def stop_deadline(self) -> float:
         """When a stopping worker stops trying to deliver (monotonic clock)."""
         return self._stop_deadline
@@ -262,6 +268,9 @@ class BatchWorker:
 
     def _sleep_spilling(self, seconds: float) -> None:
         """Back off before the next replay, moving new records to the spill meanwhile."""
+        if self._stopping.is_set() and self._outage.down is not None:
+            self.abort()  # closing, and Kafka took none of the replay: waiting delivers nothing
+            return
         end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
         queue = self._queue
         while not self._abort.is_set():
@@ -383,10 +392,8 @@ class BatchWorker:
                     ledger.resolve(run, outcome)
         elif self._spill is not None:
             # Into the slot the queue's overflow kept ahead of newer records, if it did. The
-            # store resolves them once they are durable, and counts what it cannot keep.
-            if not self._spill.append(entries, into_slot=True, tag=numbers):
-                for run in runs(numbers):
-                    ledger.resolve(run, Outcome.DROPPED)
+            # store resolves them: spilled once durable, dropped if it cannot keep them.
+            self._spill.append(entries, into_slot=True, tag=numbers)
         else:
             self._sender.count_failed(len(entries), err)
             for run in runs(numbers):

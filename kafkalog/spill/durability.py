@@ -78,6 +78,10 @@ class DurabilityTracker:
                 self._lost_notices.append((tag, count, False))
         return settled
 
+    def not_kept(self, tag: Sequence[int]) -> None:
+        """The records of ``tag`` were never written (no room): they are lost."""
+        self._lost_notices.append((tag, len(tag), False))
+
     def note_lost(self, tags: list[Sequence[int]], done: int, lost: int) -> None:
         """The ``lost`` records after the first ``done`` of a segment whose appends carried
         ``tags`` are gone."""
@@ -87,17 +91,29 @@ class DurabilityTracker:
                 done -= len(tag)
                 continue
             gone = tag[done:]
+            after_durable = not self._forget(tag)
+            if done and not after_durable:
+                # Its first records were replayed to Kafka before any fsync covered them:
+                # they are safe, and must still be resolved.
+                self._durable_notices.append(tag[:done])
             done = 0
-            after_durable = True
-            for i, (_, pending, _count) in enumerate(self._undurable):
-                if pending is tag:
-                    del self._undurable[i]
-                    after_durable = False
-                    break
             self._lost_notices.append((gone, len(gone), after_durable))
             untagged -= len(gone)
         if untagged > 0:  # adopted from a dead writer, or appended without a tag
             self._lost_notices.append((None, untagged, True))
+
+    def _forget(self, tag: Sequence[int]) -> bool:
+        """Stop tracking ``tag`` (its records are lost); True if the listener was never told
+        they are durable."""
+        for i, (_, pending, _count) in enumerate(self._undurable):
+            if pending is tag:
+                del self._undurable[i]
+                return True
+        for i, pending in enumerate(self._durable_notices):
+            if pending is tag:  # durable by policy, but lost before anyone heard it
+                del self._durable_notices[i]
+                return True
+        return False
 
     def notify(self, lock: AbstractContextManager[object]) -> None:
         """Tell the listener what the last calls found out: losses first, then durable tags.

@@ -62,27 +62,61 @@ def warn_unsafe(warnings: RateLimitedWarnings, directory: Path, names: Sequence[
     )
 
 
-def write_all(fd: int, data: bytes, rollback_to: int | None = None) -> None:
-    """os.write until done; on error, cut a partial write back so no torn frame stays behind."""
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until done (a regular file may take a short write); OSError if it fails."""
     view = memoryview(data)
     written = 0
+    while written < len(view):
+        written += os.write(fd, view[written:])
+
+
+def write_frames(fd: int, frames: Sequence[bytes], end: int) -> tuple[int, int, OSError | None]:
+    """Append ``frames`` to the file ``fd`` (``end`` bytes long) in one go, keeping as many
+    whole frames as the disk takes: (frames written, their bytes, the error that stopped the
+    rest or None).
+
+    A disk that fills up takes a short write, then fails: the frames written whole by then are
+    kept, and a torn one is cut back, so the file always ends on a frame boundary.
+    """
+    data = memoryview(b"".join(frames))
+    written = 0
     try:
-        while written < len(view):
-            written += os.write(fd, view[written:])
-    except OSError:
-        if written and rollback_to is not None:
+        while written < len(data):
+            written += os.write(fd, data[written:])
+    except OSError as exc:
+        count = kept = 0
+        for frame in frames:
+            if kept + len(frame) > written:
+                break
+            kept += len(frame)
+            count += 1
+        if kept < written:
             with contextlib.suppress(OSError):  # the reader cuts a torn tail anyway
-                os.ftruncate(fd, rollback_to)
-        raise
+                os.ftruncate(fd, end + kept)
+        return count, kept, exc
+    return len(frames), written, None
 
 
-def create_segment(path: Path, header: bytes, body: bytes = b"") -> int:
-    """Create the segment file ``path`` holding ``header`` and ``body``; its descriptor, open
-    for appending. On failure nothing is left behind: no torn file, no open descriptor."""
+def disk_space(directory: Path) -> tuple[int, int] | None:
+    """(bytes free to unprivileged users, block size) of the filesystem ``directory`` is or
+    will be on (its nearest existing ancestor); None if that cannot be found out."""
+    for path in (directory, *directory.parents):
+        try:
+            st = os.statvfs(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize, st.f_bsize
+    return None
+
+
+def create_segment(path: Path, header: bytes) -> int:
+    """Create the segment file ``path`` holding ``header``; its descriptor, open for
+    appending. On failure nothing is left behind: no torn file, no open descriptor."""
     fd = os.open(path, _NEW_SEGMENT | os.O_APPEND, 0o600)
     try:
         write_all(fd, header)
-        write_all(fd, body)
     except OSError:
         os.close(fd)
         with contextlib.suppress(OSError):

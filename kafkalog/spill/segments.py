@@ -73,6 +73,9 @@ class OpenTail(Protocol):
     def seal(self) -> None:
         """Stop appending to the active segment; the next append starts a new one."""
 
+    def discard(self, segment: SpillSegment) -> None:
+        """``segment`` is being deleted: close any descriptor of it now (frees its blocks)."""
+
 
 class SegmentList:
     """The segments on disk still to be replayed, in replay order, with the replay position.
@@ -101,6 +104,9 @@ class SegmentList:
     def __iter__(self) -> Iterator[SpillSegment]:
         return iter(self._pending)
 
+    def __len__(self) -> int:
+        return len(self._pending)
+
     def pending_records(self) -> int:
         """Records not yet acknowledged (adopted ones counted once read)."""
         total = sum(seg.records for seg in self._pending)
@@ -116,10 +122,10 @@ class SegmentList:
         """The writer started ``segment``: it comes last."""
         self._pending.append(segment)
 
-    def insert_slot(self, segment: SpillSegment, slot: int, writer: str) -> None:
-        """Put ``segment``, ``writer``'s segment number ``slot``, in its place: before that
-        writer's first segment numbered after it (adopted segments of dead writers stay
-        first); never before a head segment that is partly replayed."""
+    def slot_index(self, slot: int, writer: str) -> int:
+        """Where ``writer``'s segment number ``slot`` goes: before that writer's first segment
+        numbered after it (adopted segments of dead writers stay first); never before a head
+        segment that is partly replayed."""
         index = len(self._pending)
         for i, other in enumerate(self._pending):
             match = NAME_RE.match(other.path.name)
@@ -128,7 +134,12 @@ class SegmentList:
                 break
         if index == 0 and self._replay_index > 0:
             index = 1
-        self._pending.insert(index, segment)
+        return index
+
+    def insert_slot(self, segment: SpillSegment, slot: int, writer: str) -> None:
+        """Put ``segment``, ``writer``'s segment number ``slot``, in its place (see
+        :meth:`slot_index`)."""
+        self._pending.insert(self.slot_index(slot, writer), segment)
 
     def adopt(self, segments: list[SpillSegment]) -> None:
         """Dead writers' segments are older than anything this process wrote: replay them
@@ -236,6 +247,7 @@ class SegmentList:
             self._pending.remove(segment)
         if self._read_cache is not None and self._read_cache[0] == segment.path:
             self._read_cache = None
+        self._tail.discard(segment)
         try:
             segment.path.unlink()
         except FileNotFoundError:
@@ -247,11 +259,15 @@ class SegmentList:
         ):
             release_adopted(segment.adopted_lock, segment.path)
 
-    def drop_oldest(self) -> tuple[SpillSegment, int, int] | None:
+    def drop_oldest(
+        self, keep_from: SpillSegment | None = None
+    ) -> tuple[SpillSegment, int, int] | None:
         """Delete the oldest segment (sealing the active one if it is the only one with
         records): it, how many of its records were acknowledged and how many are lost.
-        None if there is none."""
+        None if there is none, or if the oldest is ``keep_from`` (older ones only, then)."""
         for segment in list(self._pending):
+            if segment is keep_from:
+                return None
             if segment is self._tail.active:
                 if segment.records == 0:
                     continue

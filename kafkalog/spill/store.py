@@ -10,7 +10,6 @@ writers' segments (:mod:`~kafkalog.spill.adoption`) and the listener's notices
 
 from __future__ import annotations
 
-import errno
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,16 +18,11 @@ from pathlib import Path
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.errors import InvariantError
 from kafkalog.spill.adoption import find_orphans
+from kafkalog.spill.appender import SpillAppender
 from kafkalog.spill.durability import DurabilityTracker, SpillListener
-from kafkalog.spill.files import fsync_and_close, warn_unsafe
-from kafkalog.spill.format import SpillRecord, encode_frames
-from kafkalog.spill.segments import (
-    LoadedSegment,
-    ReplayBatch,
-    SegmentList,
-    SpillSegment,
-    load_segment,
-)
+from kafkalog.spill.files import disk_space, fsync_and_close, warn_unsafe
+from kafkalog.spill.format import SpillRecord, encode_frame, encode_frames, encode_payload
+from kafkalog.spill.segments import LoadedSegment, ReplayBatch, SegmentList, load_segment
 from kafkalog.spill.writer import SegmentWriter
 
 __all__ = ["ReplayBatch", "SpillListener", "SpillStore"]
@@ -54,14 +48,12 @@ class SpillStore:
         warnings: RateLimitedWarnings | None = None,
         clock: Callable[[], float] = time.monotonic,
         listener: SpillListener | None = None,
+        space: Callable[[Path], tuple[int, int] | None] = disk_space,
     ) -> None:
         self.directory = directory
         self.topic = topic
         self._fsync = fsync
         self._fsync_interval_s = fsync_interval_s
-        self._max_bytes = max_bytes
-        self._segment_bytes = segment_bytes
-        self._full_policy = full_policy
         self._warnings = warnings or RateLimitedWarnings()
         self._clock = clock
         self._lock = threading.RLock()
@@ -71,6 +63,11 @@ class SpillStore:
             on_unsafe=self._count_unsafe,
         )
         self._durability = DurabilityTracker(listener)
+        self._appender = SpillAppender(
+            self._writer, self._segments, self._durability, max_bytes=max_bytes,
+            segment_bytes=segment_bytes, full_policy=full_policy,
+            on_dropped=self._count_dropped, on_write_error=self._count_write_error, space=space,
+        )
         self._last_sync = clock()
         self.spilled = 0  # durable: covered by a successful fsync (see SpillListener)
         self.replayed = 0
@@ -107,6 +104,9 @@ class SpillStore:
         self.dropped += count
         self._warnings.warn(f"spill-drop:{why}", "spill store dropped %d record(s): %s", count, why)
 
+    def _count_write_error(self) -> None:
+        self.write_errors += 1
+
     def _count_corrupt(self, regions: int) -> None:
         self.corrupt_frames += regions
 
@@ -130,79 +130,39 @@ class SpillStore:
         into_slot: bool = False,
         tag: Sequence[int] | None = None,
     ) -> int:
-        """Write ``records`` to the tail; returns how many were written (others dropped).
+        """Write ``records`` to the tail; returns how many were written.
 
-        ``tag`` (the caller's numbers for these records, one per record) is
-        reported to the listener once the records are durable, or if they are lost later.
+        What does not fit (the cap, a full disk) gives way per ``spill_full_policy``: some of
+        ``records`` may be written and not others (:mod:`~kafkalog.spill.appender`). Each
+        record not kept is counted dropped and, with a ``tag`` (the caller's numbers for
+        these records, one per record), reported to the listener as lost; the records that
+        are kept are reported to it once durable, or if they are lost later.
 
-        Dead letters go to a separate ``.dead`` segment that replay never touches. With
-        ``sync=False`` the fsync policy is left to the next call that syncs (used on the
-        application's threads, which must not wait for the disk). With ``into_slot`` and a
-        slot reserved (:meth:`reserve_slot`), the records go into it, ahead of everything
-        appended since the reservation.
+        Dead letters go to a separate ``.dead`` segment that replay never touches (whole or
+        not at all). With ``sync=False`` the fsync policy is left to the next call that syncs
+        (used on the application's threads, which must not wait for the disk). With
+        ``into_slot`` and a slot reserved (:meth:`reserve_slot`), the records go into it,
+        ahead of everything appended since the reservation.
         """
         if not records:
             return 0
         if dead_letter:
             return self._append_dead_letter(records)
-        frames = encode_frames(records)
+        frames = [encode_frame(encode_payload(value, key)) for value, key in records]
         if tag is not None and len(tag) != len(records):
             raise InvariantError(f"spill tag {tag!r} does not match {len(records)} record(s)")
+        durable = self._fsync == "never"  # the user chose "written" as good enough
         with self._lock:
             slot = self._writer.take_slot() if into_slot else None
-            if slot is not None:
-                segment = self._append_to_slot(slot, frames, len(records))
-            else:
-                segment = self._append_frames(frames, len(records))
-            if segment is not None:
-                if tag is not None:
-                    segment.tags.append(tag)
-                durable = self._fsync == "never"  # the user chose "written" as good enough
-                self._durability.wrote(tag, len(records), durable=durable)
-                if durable:
-                    self.spilled += len(records)
+            written = self._appender.append(frames, tag, durable=durable, slot=slot)
+            if durable:
+                self.spilled += written
         if sync:
-            self._sync_sealed()  # a segment sealed by this append is synced, outside the lock
-        if segment is not None and sync:
-            self.maybe_sync()
+            self._sync_sealed()  # segments sealed by this append are synced, outside the lock
+            if written:
+                self.maybe_sync()
         self._durability.notify(self._lock)
-        return 0 if segment is None else len(records)
-
-    def _make_room(self, size: int, count: int) -> bool:
-        """With the lock held: drop old segments (policy permitting) until ``size`` more
-        bytes fit under the cap. False, the ``count`` records dropped, if they cannot."""
-        while self._segments.pending_bytes() + size > self._max_bytes:
-            if self._full_policy != "drop_oldest" or not self._drop_oldest_segment("cap"):
-                self._count_dropped(count, "spill_max_bytes reached")
-                return False
-        return True
-
-    def _append_frames(self, frames: bytes, count: int) -> SpillSegment | None:
-        """With the lock held: apply the cap and write, falling back per policy. The segment
-        written to, or None if the records were dropped."""
-        if not self._make_room(len(frames), count):
-            return None
-        for attempt in range(2):
-            try:
-                active = self._writer.active
-                if active is None or active.bytes >= self._segment_bytes:
-                    self._segments.append(self._writer.open_segment())
-                return self._writer.append(frames, count)
-            except OSError as exc:
-                self.write_errors += 1
-                full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                # Give up one old segment and retry once; never one without a retry after it.
-                if (
-                    full
-                    and attempt == 0
-                    and self._full_policy == "drop_oldest"
-                    and self._drop_oldest_segment("disk full")
-                ):
-                    continue
-                self._count_dropped(count, f"cannot write spill segment: {exc}")
-                return None
-        self._count_dropped(count, "disk full")
-        return None
+        return written
 
     def reserve_slot(self) -> None:
         """Keep a place, ahead of whatever is appended from now on, for older records.
@@ -220,31 +180,6 @@ class SpillStore:
         """The batch the slot was kept for is resolved; an unused slot is just a gap."""
         with self._lock:
             self._writer.release_slot()
-
-    def _append_to_slot(self, slot: int, frames: bytes, count: int) -> SpillSegment | None:
-        """With the lock held: write the reserved segment ``slot`` and put it in its place.
-        The new segment, or None if the records were dropped."""
-        if not self._make_room(len(frames), count):
-            return None
-        try:
-            # append() syncs it once the lock is released
-            segment = self._writer.write_reserved(slot, frames, count)
-        except OSError as exc:
-            self.write_errors += 1
-            self._count_dropped(count, f"cannot write spill segment: {exc}")
-            return None
-        self._segments.insert_slot(segment, slot, self.writer_id)
-        return segment
-
-    def _drop_oldest_segment(self, why: str) -> bool:
-        """Delete the oldest segment (sealing the active one if it is the last). False if none."""
-        dropped = self._segments.drop_oldest()
-        if dropped is None:
-            return False
-        segment, done, lost = dropped
-        self._count_dropped(lost, f"{why}: dropped oldest spill segment")
-        self._durability.note_lost(segment.tags, done, lost)
-        return True
 
     def _append_dead_letter(self, records: Sequence[SpillRecord]) -> int:
         frames = encode_frames(records)

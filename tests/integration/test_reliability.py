@@ -33,6 +33,8 @@ from reliability.ledger import (
     result_from_summary,
 )
 
+from kafkalog.cli.main import main as cli_main
+
 pytestmark = pytest.mark.reliability
 LONG = long_variant()
 
@@ -307,6 +309,10 @@ def test_long_outage_under_load_delivers_everything_with_bounded_memory(
     fresh_broker.start()
     summary = wait_exit(proc, summary_file, timeout_s=420)
     assert_clean_app(summary)
+    # An app that exits while the broker is still down does not wait for it (its records are
+    # all on disk): the next process with the same spill directory sends them, here the CLI.
+    assert cli_main(["replay", "--spill-dir", str(tmp_path / "spill"),
+                     "--bootstrap-servers", fresh_broker.bootstrap]) == 0
     got = read_back(fresh_broker.bootstrap, topic, threads * count, timeout_s=240)
     # A control run: the same load with no spill store and no broker (records dropped when
     # the queue is full), so no disk and no network at all. Its tail latency is what 8

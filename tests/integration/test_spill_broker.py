@@ -115,6 +115,12 @@ def test_shared_spill_dir_dead_writer_is_adopted_once(
     adopter = run_app(fresh_broker, topic, spill, 10, "d", mode="close")
     adopter.communicate(timeout=90)
     assert adopter.returncode == 0
+    # The live writers replay their own spill once the broker answers. (close() would not
+    # wait for it while their last attempt had failed: Kafka looked unreachable then.)
+    deadline = time.monotonic() + 90
+    while any(spill.glob("*.seg")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # other processes' progress, polled; bounded
+    assert not list(spill.glob("*.seg")), "the live writers did not replay their spill"
     for proc in alive:
         out, _ = proc.communicate("go\n", timeout=90)
         assert proc.returncode == 0
