@@ -39,6 +39,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from kafkalog.handler import KafkaHandler
 from kafkalog.pipeline import Pipeline, lifecycle
 from kafkalog.ship.agent import ShipAgent, live_agents
+from kafkalog.sink.loop import live_sinks
+from kafkalog.sink.metrics import sink_families
 
 #: What a collector reports on: a handler (its pipeline, that is) or a pipeline.
 Source = KafkaHandler | Pipeline
@@ -204,7 +206,7 @@ class KafkalogCollector:
 
     def describe(self) -> list[Metric]:
         """The metric families, without samples (lets a registry check names up front)."""
-        return [*self._families({}), *_ship_families([])]
+        return [*self._families({}), *_ship_families([]), *sink_families([])]
 
     def collect(self) -> Iterator[Metric]:
         """Read every handler's ``stats()`` and yield the metric families."""
@@ -212,6 +214,7 @@ class KafkalogCollector:
             totals = self._gather()
         yield from self._families(totals)
         yield from _ship_families(live_agents() if self._follow_all else [])
+        yield from sink_families([s.stats() for s in live_sinks()] if self._follow_all else [])
 
     def _gather(self) -> dict[str, _Totals]:
         live = _live_pipelines()

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from kafkalog import __version__
-from kafkalog.cli import check, replay, ship, spill_info, tail
+from kafkalog.cli import check, replay, ship, sink, spill_info, tail
 from kafkalog.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, client_config
 from kafkalog.errors import ConfigError
 
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     spill_info.add_parser(sub)
     replay.add_parser(sub)
     ship.add_parser(sub)
+    sink.add_parser(sub)
     return parser
 
 
@@ -66,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tail.run(args, Console(stderr=True, soft_wrap=True))
     if args.command == "ship":
         return ship.run(args, Console(stderr=True))
+    if args.command == "sink":
+        return sink.run(args, Console(stderr=True))
     # check reports on stdout (its output is the report); replay shows progress on stderr.
     console = Console(stderr=args.command != "check", soft_wrap=True)
     try:

@@ -11,12 +11,12 @@ format, multiline rule, key and static fields. The top-level options are the age
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kafkalog.config import SCHEMAS, PipelineConfig
+from kafkalog.config.files import read_toml
 from kafkalog.config.values import (
     at_least,
     boolean,
@@ -30,11 +30,6 @@ from kafkalog.config.values import (
 from kafkalog.errors import ConfigError
 from kafkalog.ship.multiline import check_rule
 from kafkalog.ship.parsers import FORMATS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 READ_FROM = ("head", "tail")
 REGISTRY_POLICIES = ("fail", "head", "tail")
@@ -166,13 +161,7 @@ def ship_config(options: Mapping[str, Any], inputs: Sequence[Mapping[str, Any]],
 
 def load_toml(path: Path) -> ShipConfig:
     """A :class:`ShipConfig` from a TOML file: top-level options and ``[[input]]`` tables."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
+    data = read_toml(path)
     inputs = data.pop("input", [])
     if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
         raise ConfigError("input", f"{path}: 'input' must be [[input]] tables")

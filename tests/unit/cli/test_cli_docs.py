@@ -34,6 +34,7 @@ from docs_commands import (
 from kafkalog import HandlerConfig, KafkaHandler, PipelineConfig
 from kafkalog.cli.common import PROBLEM_EXIT_CODES
 from kafkalog.cli.main import build_parser, main
+from kafkalog.sink import SinkConfig
 from kafkalog.testing import MemoryTransport
 
 HANDLER_OPTIONS = frozenset(f.name for f in dataclasses.fields(HandlerConfig))
@@ -189,7 +190,8 @@ def test_code_examples_pass_only_real_options() -> None:
 
 def _other_snake_case_names() -> frozenset[str]:
     """Names the pages may mention that look like options but are something else: the
-    counters of ``stats()`` and the settings of kafka-python's clients."""
+    counters of ``stats()``, the settings of kafka-python's clients, and the sink's options
+    (docs/sink.md)."""
     with tempfile.TemporaryDirectory() as spill_dir:  # with a spill, for its counters too
         handler = KafkaHandler(topic="t", spill_dir=spill_dir,
                                transport_factory=MemoryTransport.factory(MemoryTransport()))
@@ -198,7 +200,8 @@ def _other_snake_case_names() -> frozenset[str]:
         finally:
             handler.close()
     clients = set(kafka.KafkaProducer.DEFAULT_CONFIG) | set(kafka.KafkaConsumer.DEFAULT_CONFIG)
-    return frozenset(counters | clients)
+    sink = {f.name for f in dataclasses.fields(SinkConfig)}
+    return frozenset(counters | clients | sink)
 
 
 # Snake-case names in the docs that are close to an option's name and are not options; each
