@@ -49,7 +49,7 @@ class Pipeline:
     :mod:`kafkalog.pipeline.outcome`). ``on_outcome`` hears each outcome, once per run of
     records, on the worker thread.
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def __init__(
@@ -307,12 +307,8 @@ class Pipeline:
         q = self._queue.counters()
         w = self._sender.counters.snapshot()
         s = self._spill.counters() if self._spill is not None else {}
-        dropped = (
-            q["dropped_newest"]
-            + q["dropped_oldest"]
-            + self._dropped_after_close
-            + s.get("spill_dropped", 0)
-        )
+        dropped = (q["dropped_newest"] + q["dropped_oldest"] + self._dropped_after_close
+                   + s.get("spill_dropped", 0))
         return {
             "enqueued": q["enqueued"],
             "delivered": w["delivered"],
@@ -367,15 +363,14 @@ class Pipeline:
         numbers are consecutive unless another thread submits at the same time. Raises
         ``TypeError``, accepting none, if a value or a key is not ``bytes``.
 
-        .. versionadded:: 0.2.0
+        .. versionadded:: 0.1.0
         """
         if keys is not None and len(keys) != len(values):
             raise ValueError(f"{len(values)} values but {len(keys)} keys")
         if not set(map(type, values)) <= _BYTES or (
             keys is not None and not set(map(type, keys)) <= _BYTES_OR_NONE
         ):
-            raise TypeError("Pipeline.submit_many takes bytes values and bytes (or None) "
-                            "keys; encode text first")
+            raise TypeError("submit_many takes bytes values and bytes (or None) keys")
         if not values:
             return 0, 0
         if self._closed:

@@ -80,7 +80,7 @@ class ConfluentTransport(BaseTransport):
     """A :class:`~kafkalog.transports.base.Transport` over ``confluent_kafka.Producer``
     (librdkafka).
 
-    .. versionadded:: 0.2.0
+    .. versionadded:: 0.1.0
     """
 
     def _setup(self) -> None:
