@@ -10,6 +10,7 @@ can not silence it by accident. To route or quieten it, change ``kafkalog.diagno
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -62,6 +63,9 @@ class RateLimitedWarnings:
 CLIENT_LOGGER_NAME = "kafka"
 # Where the docs say how to see kafka-python's lines again.
 _SHOW_HOW = "see 'kafka-python's own log lines' in docs/troubleshooting.md to show them"
+#: How long kafka-python's lines must go on before kafkalog summarises them (seconds).
+CLIENT_LOG_PERSIST_S = 5.0
+_CLIENT_LOG_RUN_GAP_S = 60.0
 
 
 class ClientLogSummary(logging.Handler):
@@ -71,14 +75,34 @@ class ClientLogSummary(logging.Handler):
     refresh while a topic is missing. kafkalog's worker already names the cause once a minute;
     this keeps kafka-python's lines off the console and says, at most once a minute, how many
     there were and what the latest one said.
+
+    Only lines that go on for ``persist_s`` are summarised: kafka-python logs an ERROR when a
+    topic is created on first use, and a transient like that, over within a second or two,
+    would put a warning in front of every new user for nothing.
     """
 
-    def __init__(self, warnings: RateLimitedWarnings | None = None) -> None:
+    def __init__(
+        self,
+        warnings: RateLimitedWarnings | None = None,
+        persist_s: float = CLIENT_LOG_PERSIST_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__(logging.WARNING)
         self._warnings = warnings or RateLimitedWarnings()
+        self._persist_s = persist_s
+        self._clock = clock
+        # The first and the latest line of the current run of lines; a minute with none
+        # starts a new run (kafka-python's reconnect backoff spaces its lines out).
+        self._first = self._latest = -math.inf
 
     def emit(self, record: logging.LogRecord) -> None:
         """Count ``record`` into the summary warning (never raises)."""
+        now = self._clock()
+        if now - self._latest >= _CLIENT_LOG_RUN_GAP_S:
+            self._first = now
+        self._latest = now
+        if now - self._first < self._persist_s:
+            return  # maybe a transient: wait until the lines go on
         try:
             self._warnings.warn(
                 "client-log", "kafka-python logged %s (%s): %s [%s]",

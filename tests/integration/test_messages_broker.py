@@ -183,7 +183,10 @@ def test_kafka_python_log_lines_stay_off_the_console_unless_the_app_configured_t
     if configured:
         assert lines and not summary  # the application's own setting is kept
     else:
-        assert lines == [] and len(summary) == 1
+        # kafkalog's own warning names the cause; kafka-python's lines are summarised only
+        # once they go on for CLIENT_LOG_PERSIST_S (a transient is not worth a warning).
+        assert lines == [] and len(summary) <= 1
+        assert "cannot deliver to Kafka yet" in app.stderr
 
 
 def test_sync_level_records_are_spilled_at_once_while_the_broker_is_down(

@@ -57,7 +57,12 @@ def test_kafka_python_errors_stay_off_the_console_and_are_summarised(
     quiet_client_logs()  # once per client built: idempotent
     source = logging.getLogger("kafka")
     assert sum(isinstance(h, ClientLogSummary) for h in source.handlers) == 1
-    for _ in range(50):
+    clock = [0.0]
+    for summary in source.handlers:
+        if isinstance(summary, ClientLogSummary):
+            summary._clock = lambda: clock[0]
+    for i in range(50):  # lines that go on for 10 s: summarised once
+        clock[0] = i * 0.2
         logging.getLogger("kafka.cluster").error("Topic %s not found in cluster metadata", "t")
     assert app_console.messages == []
     assert warnings_heard == [
@@ -105,3 +110,21 @@ def test_show_client_logs_lets_them_through_for_good(app_console: Console) -> No
     quiet_client_logs()  # a client built later does not hide them again
     logging.getLogger("kafka.cluster").error("visible")
     assert app_console.messages == ["kafka.cluster: visible"]
+
+
+def test_a_transient_run_of_client_lines_is_not_summarised(warnings_heard: list[str]) -> None:
+    now = [100.0]
+    summary = ClientLogSummary(persist_s=5.0, clock=lambda: now[0])
+    source = logging.getLogger("kafka.summary-test")
+    record = source.makeRecord(source.name, logging.ERROR, __file__, 1, "Topic t not found",
+                               (), None)
+    for step in (0.0, 0.5, 1.0):  # a topic created on first use: over within a second
+        now[0] = 100.0 + step
+        summary.handle(record)
+    assert warnings_heard == []
+    now[0] = 200.0  # a minute later, a new run that goes on for 5 s is summarised
+    summary.handle(record)
+    assert warnings_heard == []
+    now[0] = 205.0
+    summary.handle(record)
+    assert len(warnings_heard) == 1 and "Topic t not found" in warnings_heard[0]
