@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             client_config(args)  # bad security options: a usage error, before any network
         except ConfigError as exc:
-            Console(stderr=True).print(f"[red]kafkalog {args.command}: {exc}[/red]")
+            Console(stderr=True, soft_wrap=True).print(f"[red]kafkalog {args.command}: {exc}[/red]")
             return EXIT_USAGE
     # kafka-python logs its connection troubles as warnings; the commands report them instead.
     kafka_logger = logging.getLogger("kafka")
@@ -66,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tail":
         return tail.run(args, Console(stderr=True, soft_wrap=True))
     if args.command == "ship":
-        return ship.run(args, Console(stderr=True))
+        return ship.run(args, Console(stderr=True, soft_wrap=True))
     if args.command == "sink":
-        return sink.run(args, Console(stderr=True))
+        return sink.run(args, Console(stderr=True, soft_wrap=True))
     # check reports on stdout (its output is the report); replay shows progress on stderr.
     console = Console(stderr=args.command != "check", soft_wrap=True)
     try:
