@@ -38,6 +38,8 @@ pytest.importorskip("opensearchpy")
 
 N = 2000
 KILLS = int(os.environ.get("KAFKALOG_SINK_KILLS", "5"))
+# The store outage of the issue: 30 s (KAFKALOG_SINK_OUTAGE_S shortens it while iterating).
+OUTAGE_S = float(os.environ.get("KAFKALOG_SINK_OUTAGE_S", "30"))
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ def test_a_store_outage_ends_with_every_record_indexed_and_nothing_committed_mea
     try:
         log_records(kafka_broker.bootstrap, topic, N // 2, first=N // 2)
         before = committed(kafka_broker.bootstrap, group, topic, [0, 1, 2])
-        down_until = time.monotonic() + 8  # the outage, bounded
+        down_until = time.monotonic() + OUTAGE_S  # the outage, bounded
         while time.monotonic() < down_until:
             assert process.poll() is None, process.communicate()[0]
             time.sleep(0.5)  # the outage's length, not a synchronisation
