@@ -136,12 +136,24 @@ class IndexPattern:
         return tuple(when.strftime(lit) if "%" in lit else lit for lit in self._literals)
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _six_digits(match: re.Match[str]) -> str:
+    return "." + match.group(1)[:6].ljust(6, "0")
+
+
 def _parse_time(stamp: Any) -> datetime | None:
     """``stamp`` as a UTC datetime: an ISO 8601 string, or a number of ms since the epoch."""
     try:
         if isinstance(stamp, str):
             text = stamp[:-1] + "+00:00" if stamp.endswith(("Z", "z")) else stamp
-            when = datetime.fromisoformat(text)
+            try:
+                when = datetime.fromisoformat(text)
+            except ValueError:
+                # Python 3.10 takes only 3 or 6 digits of a second's fraction ("...:59.9"
+                # from another producer): pad or cut them to 6 and try again.
+                when = datetime.fromisoformat(_FRACTION.sub(_six_digits, text, count=1))
             if when.tzinfo is None:
                 return when.replace(tzinfo=timezone.utc)
             return when.astimezone(timezone.utc)

@@ -408,7 +408,8 @@ def test_replay_sends_what_a_dead_writer_left_and_nothing_is_left(
 # Not run here: ship and sink run until stopped (tests/integration/test_ship_*.py and
 # test_sink_*.py run them), a follower runs until Ctrl-C, and the test broker has no TLS or
 # SASL listener. The unit docs test parses those.
-_NOT_RUN = {"ship", "sink", "-f", "--follow", "--security-protocol", "--ssl-cafile", "--sasl-mechanism"}
+_NOT_RUN = {"ship", "sink", "-f", "--follow", "--security-protocol", "--ssl-cafile",
+            "--sasl-mechanism"}
 
 
 def _on_this_broker(argv: tuple[str, ...], bootstrap: str, topic: str,

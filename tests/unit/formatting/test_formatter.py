@@ -187,15 +187,20 @@ def test_encoded_bytes_own_only_their_length(make: Any) -> None:
     # right-sized copy, or every queued record would pin that buffer.
     formatter = JsonFormatter(max_bytes=1_000)
     formatter.encode(make())  # fills the formatter's caches
-    record = make()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        out = formatter.encode(record)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    orjson.loads(out)
+    # The least of three: a cache outside kafkalog that one call happens to fill (linecache,
+    # once seen in CI on the failure path) is not held again; a pinned buffer is, every time.
+    helds = []
+    for _ in range(3):
+        record = make()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            out = formatter.encode(record)
+            helds.append(tracemalloc.get_traced_memory()[0] - before)
+        finally:
+            tracemalloc.stop()
+        orjson.loads(out)
+    held = min(helds)
     # The slack covers small allocations that outlive the call (a 200-byte tuple of build_record's
     # shows up here on CPython 3.11); a pinned orjson buffer is 4 KiB or more.
     assert held < len(out) + 1024, f"{held} bytes held for a {len(out)}-byte record"
