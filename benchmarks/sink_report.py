@@ -34,7 +34,9 @@ def markdown(out: dict[str, Any]) -> list[str]:
         " the run), beside the ceiling: the same documents bulk-indexed straight from memory"
         f" with opensearch-py's `parallel_bulk` at the same bulk size ({r['chunk']:,}) and"
         f" concurrency ({r['workers']} threads; the sink: {r['workers']} bulk workers), once"
-        " before and once after the sink, so that the machine's drift falls on both sides."
+        " before and once after the sink, so that the machine's drift falls on both sides"
+        f" (after a discarded warm-up run of {sink.WARM_UP:,} documents, for the JVM's"
+        " compiler)."
         " `tox -e bench -- --sections sink` runs this section alone (it is not part of"
         f" `--quick`); `{sink.ENV_RECORDS}` changes the size.",
         "",
