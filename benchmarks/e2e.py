@@ -7,8 +7,10 @@ The whole path on this machine: this process logs through ``KafkaHandler`` (the 
 options; ``KAFKALOG_BENCH_E2E_TRANSPORT=confluent`` for librdkafka) to a broker of its own
 (tests/broker/kraft.py), and ``kafkalog sink`` (a child process, its default bulk options)
 indexes the 3-partition topic into a local OpenSearch 2.19.6 node (tests/search) with
-OpenSearch's default refresh interval, 1 s, set explicitly. ``KAFKALOG_BENCH_E2E_RATE`` and
-``KAFKALOG_BENCH_E2E_SECONDS`` change the rate and the length of the run.
+OpenSearch's default refresh interval, 1 s, set explicitly. Two runs, each with a new topic,
+group and index: the sink's consumer with kafka-python's fetch defaults, then with a fetch
+that waits for 256 KiB or 250 ms (bigger, fewer bulks). ``KAFKALOG_BENCH_E2E_RATE`` and
+``KAFKALOG_BENCH_E2E_SECONDS`` change the rate and the length of each run.
 
 Every 10th record carries ``extra={"probe": n}``, and the log call's time is kept. A thread of
 this process searches for the probes not seen yet every 50 ms (a ``terms`` query on ``probe``,
@@ -36,6 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 from opensearchpy import OpenSearch
 
 from benchmarks.caller_cost import transport_option
@@ -55,15 +58,22 @@ TRANSPORT = os.environ.get("KAFKALOG_BENCH_E2E_TRANSPORT", "kafka-python")
 PROBE_EVERY = 10  # one record in ten is a probe
 POLL_S = 0.05
 DRAIN_S = 120.0  # how long the probes may take to show up after the last log call
-INDEX = "bench-e2e"
+# The sink's consumer as configured in each run: kafka-python's defaults (a fetch answered as
+# soon as there is a byte, so a bulk per partition per poll, small at a steady rate), then a
+# fetch that waits for 256 KiB or 250 ms, so that bulks are bigger and fewer.
+CONSUMERS: dict[str, dict[str, int]] = {
+    "sink defaults": {},
+    "fetch_min_bytes=262144, fetch_max_wait_ms=250": {"fetch_min_bytes": 262_144,
+                                                      "fetch_max_wait_ms": 250},
+}
 INDEX_SETTINGS = {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"}
 
 
 class Prober:
     """A thread that finds out when each logged probe becomes searchable."""
 
-    def __init__(self, client: OpenSearch) -> None:
-        self.client = client
+    def __init__(self, client: OpenSearch, index: str) -> None:
+        self.client, self.index = client, index
         self.sent: collections.deque[tuple[int, float]] = collections.deque()  # thread-safe
         self.pending: dict[int, float] = {}
         self.delays_s: dict[int, float] = {}
@@ -101,7 +111,7 @@ class Prober:
         wanted = sorted(self.pending)[:10_000]
         asked = time.perf_counter()
         with contextlib.suppress(Exception):  # the index not there yet: seen next time
-            found = self.client.search(index=INDEX, body={
+            found = self.client.search(index=self.index, body={
                 "query": {"terms": {"probe": wanted}}, "_source": False,
                 "docvalue_fields": ["probe"], "size": len(wanted)})
             self.searches += 1
@@ -154,24 +164,33 @@ def _by_tenth(delays_s: dict[int, float]) -> list[float]:
             for i in range(0, size * 10, size) if ordered[i:i + size]]
 
 
+def _connections(pid: int, port: int) -> int:
+    """Established TCP connections of process ``pid`` to ``127.0.0.1:port``."""
+    with contextlib.suppress(psutil.Error):
+        return sum(1 for c in psutil.Process(pid).net_connections(kind="tcp")
+                   if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return -1
+
+
 def _cpu_self() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def run(bootstrap: str, node: OpenSearchNode, broker_pid: int | None,
-        work: Path) -> dict[str, Any]:
-    """The measurement, against a running broker and node."""
+def run(bootstrap: str, node: OpenSearchNode, broker_pid: int | None, work: Path,
+        consumer: dict[str, int]) -> dict[str, Any]:
+    """The measurement, against a running broker and node, with a new topic, group, index."""
     topic = new_topic(bootstrap, "e2e", 3)
     port = free_port()
-    config = sink_config(work / "sink.toml", bootstrap, node.url, topic, group="bench-e2e",
-                         index=INDEX, settings=INDEX_SETTINGS)
+    config = sink_config(work / f"{topic}.toml", bootstrap, node.url, topic, group=topic,
+                         index=topic, settings=INDEX_SETTINGS, consumer=consumer)
     child = start_sink(config, port)
     handler = KafkaHandler(topic=topic, bootstrap_servers=bootstrap,
-                           spill_dir=str(work / "spill"), close_timeout_ms=30_000,
+                           spill_dir=str(work / f"{topic}.spill"), close_timeout_ms=30_000,
                            **transport_option(TRANSPORT))
     log = _logger(handler)
-    prober = Prober(OpenSearch(hosts=[node.url], timeout=30))
+    client = OpenSearch(hosts=[node.url], timeout=30)
+    prober = Prober(client, topic)
     count = int(RATE * SECONDS)
     try:
         prober.start()
@@ -184,6 +203,10 @@ def run(bootstrap: str, node: OpenSearchNode, broker_pid: int | None,
         cpu = {name: cpu_of(pid) for name, pid in parts.items() if pid}
         app_cpu, prober_cpu, started = _cpu_self(), prober.cpu_s, time.perf_counter()
         logging_s = _log_paced(log, prober, count, first_probe=0)
+        kafka_port, store_port = int(bootstrap.rsplit(":", 1)[1]), node.port
+        connections = {"application to the broker": _connections(os.getpid(), kafka_port),
+                       "sink to the broker": _connections(child.pid, kafka_port),
+                       "sink to OpenSearch": _connections(child.pid, store_port)}
         handler.flush(60)
         drained = _wait(prober, DRAIN_S)
         elapsed = time.perf_counter() - started
@@ -198,10 +221,12 @@ def run(bootstrap: str, node: OpenSearchNode, broker_pid: int | None,
         handler.close()
         stop_sink(child)
         delete_topics(bootstrap, [topic])
+        client.indices.delete(index=topic, ignore_unavailable=True)
     delays_ms = [d * 1000 for d in prober.delays_s.values()]
     probes = count // PROBE_EVERY + (count % PROBE_EVERY > 0)
     return {
-        "rate_per_s": RATE, "seconds": SECONDS, "transport": TRANSPORT, "records": count,
+        "consumer": consumer, "rate_per_s": RATE, "seconds": SECONDS, "transport": TRANSPORT,
+        "records": count,
         "logged_per_s": round(count / logging_s), "probes": probes,
         "probes_seen": len(delays_ms), "drained": drained, "poll_s": POLL_S,
         "searches": prober.searches, "prober_cpu_s": round(prober.cpu_s - prober_cpu, 2),
@@ -218,6 +243,7 @@ def run(bootstrap: str, node: OpenSearchNode, broker_pid: int | None,
         "cpu_us_per_record": {k: round(v / count * 1e6, 1) for k, v in cpu.items()},
         "core_share": {k: round(v / elapsed, 3) for k, v in cpu.items()},
         "sink_peak_rss_mib": round(sink_rss / 2**20),
+        "connections": connections,
         # The sink's bulks since its start (the warm-up's few included).
         "sink_bulks": buckets[-1][1] if buckets else 0,
         "sink_bulk_mean_ms": round(latency_sum / buckets[-1][1] * 1000, 1) if buckets else None,
@@ -245,11 +271,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kafkalog-bench-e2e-") as tmp, \
             _broker(Path(tmp)) as (bootstrap, broker_pid), OpenSearchNode() as node:
-        result = run(bootstrap, node, broker_pid, Path(tmp))
-    print(json.dumps(result, indent=2))
+        result: dict[str, Any] = {}
+        for label, consumer in CONSUMERS.items():
+            print(f"{label}: {RATE:,} records/s for {SECONDS:g} s", flush=True)
+            result[label] = run(bootstrap, node, broker_pid, Path(tmp), consumer)
+            print(json.dumps(result[label], indent=2), flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0 if result["drained"] else 1
+    return 0 if all(r["drained"] for r in result.values()) else 1
 
 
 if __name__ == "__main__":

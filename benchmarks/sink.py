@@ -117,13 +117,15 @@ def bulk_metrics(port: int) -> tuple[list[tuple[float, float]], float]:
 
 
 def sink_config(path: Path, bootstrap: str, url: str, topic: str, *, group: str, index: str,
-                settings: dict[str, Any]) -> Path:
-    """Write a sink.toml for one topic into one fixed index; ``path``."""
+                settings: dict[str, Any], consumer: dict[str, int] | None = None) -> Path:
+    """Write a sink.toml for one topic into one fixed index; ``path``. ``consumer``: settings
+    of its ``[consumer]`` table (kafka-python's names)."""
     path.write_text(
         f'topics = ["{topic}"]\ngroup = "{group}"\nbootstrap_servers = "{bootstrap}"\n'
         f'to = "opensearch"\nhosts = ["{url}"]\nindex = "{index}"\n'
         f"bulk_workers = {WORKERS}\nbulk_max_records = {CHUNK}\n"
-        f"[template_settings]\n" + "".join(f'{k} = "{v}"\n' for k, v in settings.items()))
+        "[template_settings]\n" + "".join(f'{k} = "{v}"\n' for k, v in settings.items())
+        + "[consumer]\n" + "".join(f"{k} = {v}\n" for k, v in (consumer or {}).items()))
     return path
 
 
