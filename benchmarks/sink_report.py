@@ -72,5 +72,7 @@ def markdown(out: dict[str, Any]) -> list[str]:
         "|---|---:|---:|---|",
         f"| sink / `parallel_bulk` (mean {ceiling:,.0f} docs/s), docs/s | >= {r['target']}x |"
         f" {r['ratio']:.2f}x | {met} |",
+        f"| sink / `parallel_bulk` before, after | | {s['docs_per_s'] / before['docs_per_s']:.2f}x,"
+        f" {s['docs_per_s'] / after['docs_per_s']:.2f}x | |",
         "",
     ]
