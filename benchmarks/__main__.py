@@ -4,12 +4,15 @@
     python -m benchmarks --quick    # seconds: prints the caller-cost and throughput ratios
     python -m benchmarks --sections ship --out benchmarks/results/ship.json
                                     # kafkalog ship beside kcat and rsyslog (about a minute)
+    python -m benchmarks --sections sink --out benchmarks/results/sink.json
+                                    # kafkalog sink into OpenSearch beside parallel_bulk
+                                    # (500k records, a few minutes; needs Java 17)
 
 A broker is started for the run (tests/broker/kraft.py) unless ``KAFKALOG_BOOTSTRAP_SERVERS``
 names one. The full suite writes ``benchmarks/results/suite.json``, ``docs/performance.md`` and
 ``docs/img/performance.png``; ``--quick`` writes nothing unless given ``--out``, and a run of
-some ``--sections`` writes only its JSON (and, when it includes ``ship``, that section of
-``docs/performance.md``).
+some ``--sections`` writes only its JSON (by default ``benchmarks/results/<sections>.json``)
+and, when it includes ``ship`` or ``sink``, that section of ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from typing import Any
 import kafka
 
 import kafkalog
-from benchmarks import caller_cost, latency, memory, report, ship, throughput
+from benchmarks import caller_cost, latency, memory, report, ship, sink, throughput
 from benchmarks.harness import ROOT, Settings, broker
 
-SECTIONS = ("caller", "throughput", "latency", "memory", "ship")
+SECTIONS = ("caller", "throughput", "latency", "memory", "ship", "sink")
 
 
 def environment() -> dict[str, Any]:
@@ -48,6 +51,15 @@ def environment() -> dict[str, Any]:
         "librdkafka": librdkafka,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def sink_section(bootstrap: str) -> dict[str, Any]:
+    """The sink section, or why it was skipped (no Java 17, no OpenSearch jars)."""
+    try:
+        return sink.run(bootstrap)
+    except sink.SEARCH_UNAVAILABLE as exc:
+        print(f"   skipped: {exc}", flush=True)
+        return {"skipped": str(exc)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,19 +95,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"6. kafkalog ship: catching up on a {ship.file_mb():g} MB nginx log, "
                   "beside kcat and rsyslog", flush=True)
             out["ship"] = ship.run(bootstrap, settings)
+        if "sink" in wanted and not args.quick:
+            print(f"7. kafkalog sink: {sink.records():,} records into OpenSearch, beside "
+                  "parallel_bulk", flush=True)
+            out["sink"] = sink_section(bootstrap)
     if "memory" in wanted and not args.quick:
         print("5. peak RSS with the broker down", flush=True)
         out["memory"] = memory.run(settings)
     print(report.summary_lines(out), flush=True)
-    target = args.out or (None if args.quick else ROOT / "benchmarks" / "results" / "suite.json")
+    whole = set(wanted) == set(SECTIONS)
+    name = "suite" if whole else "-".join(wanted)  # a part never replaces the whole's JSON
+    target = args.out or (None if args.quick else ROOT / "benchmarks" / "results" / f"{name}.json")
     if target is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {target}")
-        if not args.quick and set(wanted) == set(SECTIONS):
+        if not args.quick and whole:
             report.write(out)  # only a whole run replaces the published page
-        elif "ship" in out:
-            report.write_ship(out)  # its own section of the page, the rest left as it is
+        else:
+            report.write_sections(out)  # ship's and sink's own sections, the rest left as is
     return 0
 
 

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from benchmarks import ship_steady
+from benchmarks import ship_steady, sink_report
 from benchmarks.harness import ROOT
 
 DOC = ROOT / "docs" / "performance.md"
@@ -37,6 +37,8 @@ def summary_lines(out: dict[str, Any]) -> str:
     for label, entry in out.get("ship", {}).get("ratios", {}).items():
         goal = f" (target {entry['goal']})" if "goal" in entry else ""
         lines.append(f"ship ratio {label}: {entry['ratio']:.2f}x{goal}")
+    if "ratio" in out.get("sink", {}):
+        lines.append(sink_report.summary_line(out["sink"]))
     return "\n".join(lines)
 
 
@@ -208,6 +210,8 @@ def markdown(out: dict[str, Any]) -> str:
         ]
     if out.get("ship"):
         parts += ship_markdown(out)
+    if out.get("sink"):
+        parts += sink_report.markdown(out)
     return "\n".join(parts)
 
 
@@ -273,13 +277,21 @@ def ship_markdown(out: dict[str, Any]) -> list[str]:
     return parts
 
 
-def write_ship(out: dict[str, Any]) -> None:
-    """Put this run's ``## kafkalog ship`` section into ``docs/performance.md``, leaving the
-    rest of the page as it is: in place of the old section, else before the hand-written
+def write_sections(out: dict[str, Any]) -> None:
+    """Put this run's own sections (``## kafkalog ship``, ``## kafkalog sink``) into
+    ``docs/performance.md``, leaving the rest of the page as it is."""
+    if out.get("ship"):
+        _write_part(SHIP_HEADING, ship_markdown(out))
+    if out.get("sink"):
+        _write_part(sink_report.HEADING, sink_report.markdown(out))
+
+
+def _write_part(heading: str, lines: list[str]) -> None:
+    """Replace the section under ``heading`` in place, else put it before the hand-written
     findings, else at the end."""
     text = DOC.read_text() if DOC.exists() else ""
-    section = "\n".join(ship_markdown(out)) + "\n"
-    start = text.find(SHIP_HEADING + "\n")
+    section = "\n".join(lines) + "\n"
+    start = text.find(heading + "\n")
     if start >= 0:
         end = text.find("\n## ", start)
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
@@ -289,7 +301,7 @@ def write_ship(out: dict[str, Any]) -> None:
         head, tail = (text.rstrip("\n") + "\n\n", "") if at < 0 else (text[:at], text[at:])
         text = head + section + tail
     DOC.write_text(text)
-    print(f"wrote the {SHIP_HEADING[3:]} section of {DOC}")
+    print(f"wrote the {heading[3:]} section of {DOC}")
 
 
 def targets(out: dict[str, Any]) -> list[str]:

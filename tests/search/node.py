@@ -24,14 +24,30 @@ from .layout import NodeDirs, jvm_options, prepare
 from .process import ChildProcess, setpriv_prefix
 from .runas import Account, Java, account, find_java
 
-__all__ = ["HOST", "OpenSearchError", "OpenSearchNode", "free_port"]
+__all__ = ["HOST", "OpenSearchError", "OpenSearchNode", "free_port", "is_ready"]
 
 HOST = "127.0.0.1"
 # New indices get no replica: one node could never assign it, and every index would stay
 # yellow. This works only as a cluster setting (opensearch.yml's is ignored), so start() sets
-# it; it persists in the data directory.
+# it; it persists in the data directory. An index created with replicas anyway (an explicit
+# ``number_of_replicas``, or before this setting) stays yellow for good: see ``is_ready``.
 _CLUSTER_SETTINGS = {"cluster.default_number_of_replicas": 0}
 _ERROR_LINE = re.compile(r"^(\[[^]]+\]\[(ERROR|FATAL)|Exception|Error:|.*Exception: )")
+
+
+def is_ready(health: dict[str, Any]) -> bool:
+    """Whether a ``/_cluster/health`` answer means a single node is done starting.
+
+    Green; or yellow with no shard initializing or relocating. Yellow means every primary is
+    active; on one node the unassigned replicas it reports can never be assigned, so waiting for
+    green after a restart would wait for ever. Shards still initializing (primaries recovering
+    from disk, red or yellow) are not ready.
+    """
+    status = health.get("status")
+    if status == "green":
+        return True
+    return (status == "yellow" and health.get("initializing_shards") == 0
+            and health.get("relocating_shards") == 0)
 
 
 class OpenSearchError(RuntimeError):
@@ -100,9 +116,9 @@ class OpenSearchNode:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, timeout: float = 120.0) -> OpenSearchNode:
-        """Lay out the home (first time), launch the JVM, wait for a green cluster."""
+        """Lay out the home (first time), launch the JVM, wait until it is ready (``is_ready``)."""
         self.launch()
-        self.wait_green(timeout=timeout)
+        self.wait_ready(timeout=timeout)
         status, body = self.request(
             "PUT", "/_cluster/settings", {"persistent": _CLUSTER_SETTINGS}, timeout=timeout
         )
@@ -112,7 +128,7 @@ class OpenSearchNode:
         return self
 
     def launch(self) -> None:
-        """Start the JVM without waiting (see :meth:`wait_green`)."""
+        """Start the JVM without waiting (see :meth:`wait_ready`)."""
         if self.is_running:
             raise OpenSearchError(f"OpenSearch at {self.url} is already running")
         if self._java is None:
@@ -138,14 +154,15 @@ class OpenSearchNode:
         except OSError as exc:
             raise OpenSearchError(f"could not launch OpenSearch: {exc}") from exc
 
-    def wait_green(self, timeout: float = 120.0) -> None:
-        """Poll (bounded) until the cluster health is green; on failure kill the JVM."""
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll (bounded) until the cluster is green, or yellow with nothing initializing
+        (:func:`is_ready`); on failure kill the JVM."""
         deadline = time.monotonic() + timeout
         last: object = None
         while self._process is not None and self._process.alive:
             try:
                 status, body = self.request("GET", "/_cluster/health", timeout=2.0)
-                if status == 200 and body.get("status") == "green":
+                if status == 200 and is_ready(body):
                     return
                 last = body
             except OSError as exc:
@@ -153,7 +170,7 @@ class OpenSearchNode:
             if time.monotonic() >= deadline:
                 self.stop(kill=True)
                 raise OpenSearchError(
-                    f"OpenSearch at {self.url} not green within {timeout:.0f}s "
+                    f"OpenSearch at {self.url} not ready within {timeout:.0f}s "
                     f"(last: {last!r})\n{self.log_tail()}"
                 )
             time.sleep(0.2)
