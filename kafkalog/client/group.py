@@ -107,6 +107,11 @@ class GroupConsumer:
             "request_timeout_ms": min(max(timeout_ms, 1000), 120_000),
             "bootstrap_timeout_ms": timeout_ms,
             "max_partition_fetch_bytes": 4 * 1024 * 1024,
+            # A fetch that waits (at most 250 ms) for 256 KiB makes full bulks at a steady
+            # rate; kafka-python's default answers at the first byte, and the sink then fell
+            # behind at 5k records/s on many small bulks (benchmarks/e2e.py, docs/scaling.md).
+            "fetch_min_bytes": 256 * 1024,
+            "fetch_max_wait_ms": 250,
         }
         settings.update(consumer_config or {})
         try:
