@@ -19,7 +19,9 @@ import orjson
 
 from kafkalog.context import fields_get as _bound_fields
 from kafkalog.context import trace_ids as _trace_ids
+from kafkalog.formatting.extras import flat_extras
 from kafkalog.formatting.ids import current_host, current_ids, new_record_id
+from kafkalog.formatting.redaction import Redactor
 from kafkalog.formatting.sanitize import json_default
 from kafkalog.formatting.schema import DIGITS3, INIT_LAST_KEY, INIT_LEN, OTEL_TRACE
 
@@ -35,6 +37,9 @@ class _Formatter(Protocol):
 
     _ts_cache: tuple[float, str]
     _max_bytes: int | None
+    _reserved: frozenset[str]
+    _redact: Redactor | None
+    _flat_keys: dict[str, bytes]
 
     def _timestamp(self, created: float) -> str: ...
 
@@ -99,8 +104,13 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     if record.exc_info or record.stack_info:
         return None
     rd = record.__dict__
+    extras = None
     if len(rd) != INIT_LEN or next(reversed(rd)) != INIT_LAST_KEY:
-        return None  # extras, or a kafkalog_id
+        # Extras (or a kafkalog_id): scalars under plain names are written after the static
+        # fields as build_record() would write them; anything else takes build_record().
+        extras = flat_extras(rd, fmt._flat_keys, fmt._reserved, fmt._redact)
+        if extras is None:
+            return None
     if _bound_fields() or (OTEL_TRACE in _modules and _trace_ids() is not None):
         return None  # bound fields, or an active span's ids: build_record() adds them
     try:
@@ -130,8 +140,12 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     rid = next(_ids, None)  # new_record_id() inlined: this is the hot path
     if rid is None:
         rid = _next_block_id()
-    out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
-                    tail))
+    if extras is None:
+        out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
+                        tail))
+    else:  # the extras go between the static fields and the closing brace
+        out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
+                        tail[:-1], extras, b"}"))
     limit = fmt._max_bytes
     if limit is not None and len(out) > limit:
         return None  # build_record() and truncation shrink it
