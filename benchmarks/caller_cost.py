@@ -4,6 +4,11 @@ A tight loop on one thread logs the same message on the same kind of logger; the
 and every handler's background thread (if it has one) runs while the loop does, as it would in
 an application. The handlers take turns, one run each per round. Reported: µs per call (median
 of the runs) and the ratio to ``NullHandler`` (median of the per-round ratios).
+
+Two records are measured: the plain one (a message and its arguments), and the structured keyed
+record applications log, ``log.info("user %s did %d", uid, n, extra={"uid": uid, "seq": n})``
+into kafkalog with ``key="uid"`` and the default options. Each is compared with the same call
+into a ``NullHandler`` (the rows whose names end in :data:`STRUCTURED`).
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ while True:
     conn, _ = srv.accept()
     threading.Thread(target=drain, args=(conn,), daemon=True).start()
 """
+
+
+#: Suffix of the rows that log the structured keyed record.
+STRUCTURED = ", structured keyed"
+STRUCTURED_MESSAGE = "user %s did %d"
 
 
 class StdlibJsonFormatter(logging.Formatter):
@@ -131,9 +141,10 @@ def transport_option(name: str) -> dict[str, str]:
 class Loop:
     """A tight logging loop on a logger whose only handler is the one being measured."""
 
-    def __init__(self, handler: logging.Handler, calls: int) -> None:
+    def __init__(self, handler: logging.Handler, calls: int, structured: bool = False) -> None:
         self.handler = handler
         self.calls = calls
+        self.structured = structured
         self.log = logging.getLogger(f"bench.caller.{id(handler)}")
         self.log.propagate = False
         self.log.setLevel(logging.INFO)
@@ -143,10 +154,16 @@ class Loop:
         """µs per call over ``calls`` calls; the handler is flushed afterwards, untimed, so
         that the next run (of any handler) starts from an empty pipeline."""
         log = self.log
-        started = time.perf_counter()
-        for i in range(self.calls):
-            log.info(MESSAGE, "u-42", i, FILLER)
-        elapsed = time.perf_counter() - started
+        if self.structured:
+            started = time.perf_counter()
+            for i in range(self.calls):
+                log.info(STRUCTURED_MESSAGE, "u-42", i, extra={"uid": "u-42", "seq": i})
+            elapsed = time.perf_counter() - started
+        else:
+            started = time.perf_counter()
+            for i in range(self.calls):
+                log.info(MESSAGE, "u-42", i, FILLER)
+            elapsed = time.perf_counter() - started
         self.handler.flush()
         return elapsed / self.calls * 1e6
 
@@ -213,22 +230,32 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             cases[f"kafkalog ({name})"] = lambda name=name: KafkaHandler(  # type: ignore[misc]
                 topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
                 spill_dir=str(work / f"spill-{name}"), close_timeout_ms=30_000)
+        # The structured keyed record, into NullHandler and each kafkalog transport.
+        cases["NullHandler" + STRUCTURED] = logging.NullHandler
+        for name, why_not in transports.items():
+            if why_not is None:
+                cases[f"kafkalog ({name})" + STRUCTURED] = (
+                    lambda name=name: KafkaHandler(  # type: ignore[misc]
+                        topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
+                        key="uid", spill_dir=str(work / f"spill-{name}-keyed"),
+                        close_timeout_ms=30_000))
         loops: dict[str, Loop] = {}
         try:
             for label, make in cases.items():
-                loops[label] = Loop(make(), settings.calls)
+                loops[label] = Loop(make(), settings.calls, label.endswith(STRUCTURED))
             samples = interleaved(loops, settings.warmup, settings.runs)
         finally:
             for loop in loops.values():
                 loop.close()
-    floor = samples["NullHandler"]
     for label, values in samples.items():
+        floor = samples["NullHandler" + STRUCTURED if label.endswith(STRUCTURED) else
+                        "NullHandler"]
         rows[label] = summary(values)
         # The ratio of each round's run to NullHandler's run in the same round, then the
         # median of those: steadier than a ratio of medians when the machine's speed drifts.
         rows[label]["ratio_to_null"] = round(
             statistics.median(v / f for v, f in zip(values, floor, strict=True)), 2)
-        print(f"  {label:28s} {rows[label]['median']:7.2f} µs/call  "
+        print(f"  {label:44s} {rows[label]['median']:7.2f} µs/call  "
               f"{rows[label]['ratio_to_null']:5.2f}x NullHandler", flush=True)
     return {"unit": "µs per call", "calls_per_run": settings.calls, "runs": settings.runs,
             "warmup": settings.warmup, "interleaved": True, "topic": topic, "results": rows,
