@@ -33,56 +33,48 @@ _FLAT_KEYS_MAX: Final = 4096
 
 def flat_extras(
     rd: dict[str, Any],
-    flat_keys: dict[str, bytes],
+    flat_keys: dict[str, bool],
     reserved: frozenset[str],
     redact: Redactor | None,
 ) -> bytes | None:
-    """The JSON members (``,"name":value`` each) of the extras in a record's ``__dict__``
-    ``rd``, if they can be written exactly as :func:`add_extras` and orjson would write them
-    without either's help, else None.
+    """The JSON object of the extras in a record's ``__dict__`` ``rd``, if they can be written
+    exactly as :func:`add_extras` and orjson would write them without either's help, else None.
 
     They can when every extra is a str, int, bool, None or finite float under a ``str`` name
     that is not a standard attribute, not a core or static field (``reserved``: it would be
-    renamed) and not redacted; and orjson takes the values as they are (a lone surrogate or
-    an int beyond 64 bits it refuses). ``flat_keys`` caches each name's ``,"name":`` (empty:
-    the name is not written as it is).
+    renamed) and not redacted; and orjson takes them as they are (a lone surrogate or an int
+    beyond 64 bits it refuses). ``flat_keys`` caches the decision per name.
     """
     names = list(rd)
     if names[:INIT_LEN] != _INIT_NAMES:
         return None  # a standard attribute deleted or set again: extras are not the tail
     flat = _FLAT_TYPES
-    parts = []
+    extras = {}
+    for name in names[INIT_LEN:]:
+        ok = flat_keys.get(name) if type(name) is str else False
+        if ok is None:
+            ok = _flat_name(name, flat_keys, reserved, redact)
+        value = rd[name]
+        t = type(value)
+        if not ok or t not in flat or (t is float and value - value != 0.0):
+            return None
+        extras[name] = value
     try:
-        for name in names[INIT_LEN:]:
-            head = flat_keys.get(name) if type(name) is str else b""
-            if head is None:
-                head = _flat_head(name, flat_keys, reserved, redact)
-            value = rd[name]
-            t = type(value)
-            if not head or t not in flat or (t is float and value - value != 0.0):
-                return None
-            parts.append(head)
-            parts.append(_dumps(value))
-    except TypeError:  # orjson.JSONEncodeError: the dict path makes the value JSON-safe
+        return _dumps(extras)  # one call for all of them: cheaper than one per value
+    except TypeError:  # orjson.JSONEncodeError: the dict path makes the record JSON-safe
         return None
-    return b"".join(parts)
 
 
-def _flat_head(
-    name: str, flat_keys: dict[str, bytes], reserved: frozenset[str], redact: Redactor | None
-) -> bytes:
-    """``,"name":`` for an extra written under its own name and unmasked, else b"" (cached)."""
-    head = b""
-    if name not in STD_ATTRS and name not in reserved and (
-            redact is None or not redact.matches(name)):
-        try:
-            head = b"," + _dumps(name) + b":"  # orjson writes a key as it writes a str
-        except TypeError:  # a lone surrogate: sanitised on the dict path
-            head = b""
+def _flat_name(
+    name: str, flat_keys: dict[str, bool], reserved: frozenset[str], redact: Redactor | None
+) -> bool:
+    """Whether an extra named ``name`` is written under that name and unmasked (cached)."""
+    ok = name not in STD_ATTRS and name not in reserved and (
+        redact is None or not redact.matches(name))
     if len(flat_keys) >= _FLAT_KEYS_MAX:
         flat_keys.clear()
-    flat_keys[name] = head
-    return head
+    flat_keys[name] = ok
+    return ok
 
 
 def add_extras(

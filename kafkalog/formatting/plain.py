@@ -39,7 +39,7 @@ class _Formatter(Protocol):
     _max_bytes: int | None
     _reserved: frozenset[str]
     _redact: Redactor | None
-    _flat_keys: dict[str, bytes]
+    _flat_keys: dict[str, bool]
 
     def _timestamp(self, created: float) -> str: ...
 
@@ -143,9 +143,9 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     if extras is None:
         out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
                         tail))
-    else:  # the extras go between the static fields and the closing brace
+    else:  # the tail without its closing brace, then the extras' object without its "{"
         out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
-                        tail[:-1], extras, b"}"))
+                        tail[:-1], b",", extras[1:]))
     limit = fmt._max_bytes
     if limit is not None and len(out) > limit:
         return None  # build_record() and truncation shrink it
