@@ -130,6 +130,7 @@ def test_extras_it_cannot_write_as_they_are_take_the_dict_path() -> None:
         ({"blob": b"ab"}, "blob", "ab"),
         ({"req": {"token": "t"}}, "req", {"token": "[REDACTED]"}),
         ({"text": "lone \ud800"}, "text", "lone \\ud800"),
+        ({"kafkalog_id": "my-id"}, "id", "my-id"),  # the record's own id, not an extra
     ]
     for extra, name, written in cases:
         record = make_record(extra={"uid": "u", **extra})
