@@ -1,10 +1,12 @@
 """The fast path for a plain record in the default schema: its JSON joined from bytes made once
 per call site, without building a dict.
 
-Plain: a ``LogRecord`` as ``makeRecord`` leaves it without ``extra=``, a ``str`` message that
-formats, no exception or stack, nothing bound with :mod:`kafkalog.context` and no active
-OpenTelemetry span. Nearly every log call is one, so this runs on the application's thread for
-most records: globals are read as plain module names and the common cases are inlined.
+Plain: a ``LogRecord`` as ``makeRecord`` leaves it, a ``str`` message that formats, no
+exception or stack, nothing bound with :mod:`kafkalog.context` and no active OpenTelemetry span;
+its ``extra=`` fields, if any, flat scalars that are written as they are
+(:func:`~kafkalog.formatting.extras.flat_extras`). Nearly every log call is one, so this runs on
+the application's thread for most records: globals are read as plain module names and the
+common cases are inlined.
 """
 
 from __future__ import annotations
@@ -88,8 +90,8 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     ``tail`` is what follows the id: ``fmt``'s static fields and the closing brace. A plain
     record's fields other than the timestamp, message and id repeat for every call from one
     line of code, so their JSON is made once per call site (see :func:`_site`) and joined
-    with the rest. The bytes are the same as ``build_record`` and orjson give (a property test
-    compares them).
+    with the rest; flat extras go after the static fields. The bytes are the same as
+    ``build_record`` and orjson give (property tests compare them).
     """
     if type(record) is not _LogRecord:
         return None
