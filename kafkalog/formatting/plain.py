@@ -106,6 +106,8 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     if record.exc_info or record.stack_info:
         return None
     rd = record.__dict__
+    if _bound_fields() or (OTEL_TRACE in _modules and _trace_ids() is not None):
+        return None  # bound fields, or an active span's ids: build_record() adds them
     extras = None
     if len(rd) != INIT_LEN or next(reversed(rd)) != INIT_LAST_KEY:
         # Extras (or a kafkalog_id): scalars under plain names are written after the static
@@ -113,8 +115,6 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
         extras = flat_extras(rd, fmt._flat_keys, fmt._reserved, fmt._redact)
         if extras is None:
             return None
-    if _bound_fields() or (OTEL_TRACE in _modules and _trace_ids() is not None):
-        return None  # bound fields, or an active span's ids: build_record() adds them
     try:
         message = msg % args if args else msg
     except Exception:

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from record_json import make_record
 
+from kafkalog import context
 from kafkalog.formatting import JsonFormatter
 from kafkalog.formatting.build import build_record
 from kafkalog.formatting.extras import flat_extras
@@ -159,3 +160,13 @@ def test_the_cache_of_names_is_bounded() -> None:
     for i in range(5000):
         assert encode_plain(formatter, make_record(extra={f"k{i}": i}), tail) is not None
     assert 0 < len(formatter._flat_keys) <= 4096
+
+
+def test_flat_extras_with_a_bound_field_take_the_dict_path() -> None:
+    formatter, tail = _formatter_and_tail()
+    record = make_record(extra={"uid": "u", "seq": 1})
+    with context.bound(request_id="r-1"):
+        assert encode_plain(formatter, record, tail) is None
+        doc = orjson.loads(formatter.encode(record))
+    assert (doc["uid"], doc["seq"], doc["request_id"]) == ("u", 1, "r-1")
+    assert encode_plain(formatter, record, tail) is not None  # unbound again
