@@ -51,6 +51,9 @@ class _Formatter(Protocol):
 # message to the id. Cleared when full, and in a forked child (its pid and host differ).
 _sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 _SITES_MAX: Final = 4096
+# Call sites whose extras were not flat once (see flat_extras): looking at their extras again
+# would only add to what their records cost on the dict path. Cleared like _sites.
+_dict_sites: set[tuple[Any, ...]] = set()
 
 # The block of ids this path takes from: the iterator new_record_id() takes from, adopted
 # whenever it runs dry (see current_ids), so plain and other records share one sequence.
@@ -111,9 +114,15 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     extras = None
     if len(rd) != INIT_LEN or next(reversed(rd)) != INIT_LAST_KEY:
         # Extras (or a kafkalog_id): scalars under plain names are written after the static
-        # fields as build_record() would write them; anything else takes build_record().
+        # fields as build_record() would write them; anything else takes build_record(), and
+        # so does every later record of a call site that has logged such extras once.
+        if site_key in _dict_sites:
+            return None
         extras = flat_extras(rd, fmt._flat_keys, fmt._reserved, fmt._redact)
         if extras is None:
+            if len(_dict_sites) >= _SITES_MAX:
+                _dict_sites.clear()
+            _dict_sites.add(site_key)
             return None
     try:
         message = msg % args if args else msg
@@ -159,6 +168,7 @@ def _after_fork_in_child() -> None:
     # block (ids.py gives it a new prefix; this global would still hold the parent's).
     global _ids  # noqa: PLW0603 - read on the hot path as a plain global
     _sites.clear()
+    _dict_sites.clear()
     _ids = iter(())
 
 

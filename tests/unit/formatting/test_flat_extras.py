@@ -9,12 +9,13 @@ import math
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from record_json import make_record
 
 from kafkalog import context
-from kafkalog.formatting import JsonFormatter
+from kafkalog.formatting import JsonFormatter, plain
 from kafkalog.formatting.build import build_record
 from kafkalog.formatting.extras import flat_extras
 from kafkalog.formatting.plain import encode_plain
@@ -34,6 +35,13 @@ _SCALARS = (
 )
 _VALUES = _SCALARS | st.binary(max_size=4) | st.lists(_SCALARS, max_size=2) | st.dictionaries(
     st.sampled_from(["a", "password"]), _SCALARS, max_size=2)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_call_sites() -> None:
+    """Every record here comes from record_json's one call site: forget which took the dict
+    path in an earlier test."""
+    plain._dict_sites.clear()
 
 
 def _utf8(text: str) -> bool:
@@ -84,6 +92,7 @@ def test_flat_extras_are_encoded_as_their_dict_would_be(
     tail = formatter._plain_tail
     assert tail is not None
     record = make_record("user %s did %d", ("u-42", 7), extra=extras)
+    plain._dict_sites.clear()  # every example comes from the same call site
     for _ in range(2):  # the second time from the formatter's cache of names
         fast = encode_plain(formatter, record, tail)
         expected = all(_writable_as_is(k, v, formatter._reserved, formatter._redact)
@@ -134,6 +143,7 @@ def test_extras_it_cannot_write_as_they_are_take_the_dict_path() -> None:
         ({"kafkalog_id": "my-id"}, "id", "my-id"),  # the record's own id, not an extra
     ]
     for extra, name, written in cases:
+        plain._dict_sites.clear()
         record = make_record(extra={"uid": "u", **extra})
         assert encode_plain(formatter, record, tail) is None, extra
         doc = orjson.loads(formatter.encode(record))
@@ -170,3 +180,14 @@ def test_flat_extras_with_a_bound_field_take_the_dict_path() -> None:
         doc = orjson.loads(formatter.encode(record))
     assert (doc["uid"], doc["seq"], doc["request_id"]) == ("u", 1, "r-1")
     assert encode_plain(formatter, record, tail) is not None  # unbound again
+
+
+def test_a_call_site_whose_extras_were_not_flat_keeps_the_dict_path() -> None:
+    formatter, tail = _formatter_and_tail()
+    plain._dict_sites.clear()
+    assert encode_plain(formatter, make_record(extra={"req": {"a": 1}}), tail) is None
+    flat = make_record(extra={"uid": "u"})  # the same call site
+    assert encode_plain(formatter, flat, tail) is None
+    assert orjson.loads(formatter.encode(flat))["uid"] == "u"
+    plain._dict_sites.clear()
+    assert encode_plain(formatter, flat, tail) is not None
