@@ -4,6 +4,13 @@ A tight loop on one thread logs the same message on the same kind of logger; the
 and every handler's background thread (if it has one) runs while the loop does, as it would in
 an application. The handlers take turns, one run each per round. Reported: µs per call (median
 of the runs) and the ratio to ``NullHandler`` (median of the per-round ratios).
+
+Three records are measured: the plain one (a message and its arguments); the structured keyed
+record applications log, ``log.info("user %s did %d", uid, n, extra={"uid": uid, "seq": n})``
+into kafkalog with ``key="uid"`` and the default options (rows ending in :data:`STRUCTURED`);
+and a rich one, ten extras with nested values and a field bound with :mod:`kafkalog.context`
+(rows ending in :data:`RICH`; reported, no target). Each is compared with the same call into a
+``NullHandler``.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from logstash_async.constants import constants as logstash_constants
 from logstash_async.handler import AsynchronousLogstashHandler
 
 from benchmarks.harness import FILLER, MESSAGE, Settings, new_topic, summary
-from kafkalog import ConfigError, JsonFormatter, KafkaHandler
+from kafkalog import ConfigError, JsonFormatter, KafkaHandler, context
 
 # A TCP sink for python-logstash-async: accepts connections and throws the bytes away. It runs
 # as its own process so that it does not take the GIL from the loop being measured.
@@ -47,6 +54,18 @@ while True:
     conn, _ = srv.accept()
     threading.Thread(target=drain, args=(conn,), daemon=True).start()
 """
+
+
+#: Suffix of the rows that log the structured keyed record.
+STRUCTURED = ", structured keyed"
+STRUCTURED_MESSAGE = "user %s did %d"
+#: Suffix of the rows that log ten extras, some nested, with a bound field.
+RICH = ", 10 extras + bound"
+_RICH_EXTRA = {
+    "uid": "u-42", "order": "o-981", "amount": 1234, "currency": "EUR", "ok": True,
+    "ratio": 0.25, "tags": ["web", "beta"], "http": {"method": "POST", "path": "/pay"},
+    "client": {"ip": "127.0.0.1", "agent": "bench/1.0"}, "items": [{"sku": "a", "n": 2}],
+}
 
 
 class StdlibJsonFormatter(logging.Formatter):
@@ -131,9 +150,10 @@ def transport_option(name: str) -> dict[str, str]:
 class Loop:
     """A tight logging loop on a logger whose only handler is the one being measured."""
 
-    def __init__(self, handler: logging.Handler, calls: int) -> None:
+    def __init__(self, handler: logging.Handler, calls: int, kind: str = "") -> None:
         self.handler = handler
         self.calls = calls
+        self.kind = kind  # "" (plain), STRUCTURED or RICH
         self.log = logging.getLogger(f"bench.caller.{id(handler)}")
         self.log.propagate = False
         self.log.setLevel(logging.INFO)
@@ -143,10 +163,22 @@ class Loop:
         """µs per call over ``calls`` calls; the handler is flushed afterwards, untimed, so
         that the next run (of any handler) starts from an empty pipeline."""
         log = self.log
-        started = time.perf_counter()
-        for i in range(self.calls):
-            log.info(MESSAGE, "u-42", i, FILLER)
-        elapsed = time.perf_counter() - started
+        if self.kind == STRUCTURED:
+            started = time.perf_counter()
+            for i in range(self.calls):
+                log.info(STRUCTURED_MESSAGE, "u-42", i, extra={"uid": "u-42", "seq": i})
+            elapsed = time.perf_counter() - started
+        elif self.kind == RICH:
+            with context.bound(request_id="r-7f3a"):
+                started = time.perf_counter()
+                for i in range(self.calls):
+                    log.info(STRUCTURED_MESSAGE, "u-42", i, extra=_RICH_EXTRA)
+                elapsed = time.perf_counter() - started
+        else:
+            started = time.perf_counter()
+            for i in range(self.calls):
+                log.info(MESSAGE, "u-42", i, FILLER)
+            elapsed = time.perf_counter() - started
         self.handler.flush()
         return elapsed / self.calls * 1e6
 
@@ -154,6 +186,11 @@ class Loop:
         """Detach and close the handler."""
         self.log.handlers[:] = []
         self.handler.close()
+
+
+def _kind(label: str) -> str:
+    """Which record a row logs: "" (plain), STRUCTURED or RICH."""
+    return next((kind for kind in (STRUCTURED, RICH) if label.endswith(kind)), "")
 
 
 def interleaved(loops: dict[str, Loop], warmup: int, runs: int) -> dict[str, list[float]]:
@@ -213,22 +250,32 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             cases[f"kafkalog ({name})"] = lambda name=name: KafkaHandler(  # type: ignore[misc]
                 topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
                 spill_dir=str(work / f"spill-{name}"), close_timeout_ms=30_000)
+        # The structured keyed and the rich record, into NullHandler and each transport.
+        for kind in (STRUCTURED, RICH):
+            cases["NullHandler" + kind] = logging.NullHandler
+            for name, why_not in transports.items():
+                if why_not is None:
+                    cases[f"kafkalog ({name})" + kind] = (
+                        lambda name=name, kind=kind: KafkaHandler(  # type: ignore[misc]
+                            topic=topic, bootstrap_servers=bootstrap, **transport_option(name),
+                            key="uid", spill_dir=str(work / f"spill-{name}-{len(kind)}"),
+                            close_timeout_ms=30_000))
         loops: dict[str, Loop] = {}
         try:
             for label, make in cases.items():
-                loops[label] = Loop(make(), settings.calls)
+                loops[label] = Loop(make(), settings.calls, _kind(label))
             samples = interleaved(loops, settings.warmup, settings.runs)
         finally:
             for loop in loops.values():
                 loop.close()
-    floor = samples["NullHandler"]
     for label, values in samples.items():
+        floor = samples["NullHandler" + _kind(label)]
         rows[label] = summary(values)
         # The ratio of each round's run to NullHandler's run in the same round, then the
         # median of those: steadier than a ratio of medians when the machine's speed drifts.
         rows[label]["ratio_to_null"] = round(
             statistics.median(v / f for v, f in zip(values, floor, strict=True)), 2)
-        print(f"  {label:28s} {rows[label]['median']:7.2f} µs/call  "
+        print(f"  {label:44s} {rows[label]['median']:7.2f} µs/call  "
               f"{rows[label]['ratio_to_null']:5.2f}x NullHandler", flush=True)
     return {"unit": "µs per call", "calls_per_run": settings.calls, "runs": settings.runs,
             "warmup": settings.warmup, "interleaved": True, "topic": topic, "results": rows,

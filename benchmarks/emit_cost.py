@@ -5,7 +5,8 @@
 Needs ``KAFKALOG_BOOTSTRAP_SERVERS`` (``kraft.py exec`` sets it): the worker runs and delivers
 while the loop logs, as in production. Reports the median of 7 runs in µs per call and the
 ratio to NullHandler, also for redaction on (the default) and off with no, flat and nested
-``extra=`` fields; writes JSON to benchmarks/results/emit_cost.json.
+``extra=`` fields, and for the structured keyed record (``key="uid"``, two flat extras);
+writes JSON to benchmarks/results/emit_cost.json.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ RUNS = 7
 
 # extra= payloads for the redaction cases: flat fields, and a nested request-like structure.
 FLAT_EXTRA = {"user_id": "u-42", "amount": 1234, "currency": "EUR"}
+KEYED_EXTRA = {"uid": "u-42", "seq": 7}  # with key="uid": what applications log
 NESTED_EXTRA = {
     "request": {
         "method": "POST",
@@ -85,6 +87,9 @@ def main() -> int:
         for suffix, extra in (("", None), ("+flat", FLAT_EXTRA), ("+nested", NESTED_EXTRA)):
             cases[f"redact{suffix}"] = (kafka(), extra)
             cases[f"no-redact{suffix}"] = (kafka(redact_keys=None), extra)
+        # The structured keyed record of issue 19, and NullHandler with the same extras.
+        cases["NullHandler+keyed"] = (logging.NullHandler, KEYED_EXTRA)
+        cases["redact+keyed"] = (kafka(key="uid"), KEYED_EXTRA)
         results = {}
         for name, (make, extra) in cases.items():
             handler = make()

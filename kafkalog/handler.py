@@ -92,6 +92,7 @@ class KafkaHandler(logging.Handler):
         self._key_of = _key_function(config.key)
         self._sync_level = config.sync_level
         self._keyless_async = self._key_of is None and self._sync_level is None
+        self._keyed_async = self._key_of is not None and self._sync_level is None
         self._sync_timeout_s = config.sync_timeout_ms / 1000
         self._reentrant = 0
         self._emitting: set[int] = set()
@@ -136,6 +137,8 @@ class KafkaHandler(logging.Handler):
             value = self._json.encode(record) if self.formatter is None else self._encode(record)
             if self._keyless_async:  # the default: no key, no sync_level
                 self._submit(value)
+            elif self._keyed_async:  # a key, no sync_level: nothing to wait for
+                self._submit(value, self._key_of(record))  # type: ignore[misc]
             else:
                 key_of = self._key_of
                 number = self._submit(value, key_of(record) if key_of is not None else None)
@@ -227,6 +230,8 @@ def _key_function(key: Any) -> Callable[[logging.LogRecord], bytes | None] | Non
 
         def from_attribute(record: logging.LogRecord) -> bytes | None:
             value = record.__dict__.get(attr)
+            if type(value) is str:  # the common key, encoded here: one call less per record
+                return value.encode("utf-8", "backslashreplace")
             if value is None:  # not passed with extra=: maybe bound with kafkalog.context
                 value = _bound_fields().get(attr)
             return to_bytes(value)

@@ -7,15 +7,74 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import orjson
+
 from kafkalog.formatting.redaction import LEAF_TYPES, Redactor
 from kafkalog.formatting.sanitize import sanitize_key
-from kafkalog.formatting.schema import STD_ATTRS
+from kafkalog.formatting.schema import INIT_KEYS, INIT_LEN, STD_ATTRS
 
-__all__ = ["add_bound", "add_extras"]
+__all__ = ["add_bound", "add_extras", "flat_extras"]
+
+_dumps = orjson.dumps
 
 # Extra values of these exact types can never make orjson fail or silently emit
 # null, so records carrying only such extras skip the inf/NaN re-check.
 _SIMPLE_TYPES: Final = frozenset({str, int, bool, type(None)})
+
+# Extra values flat_extras() passes to orjson as they are: scalars, which hold no keys to
+# redact. A float must also be finite (orjson writes inf/NaN as null).
+_FLAT_TYPES: Final = frozenset({str, int, bool, float, type(None)})
+
+_INIT_NAMES: Final = list(INIT_KEYS)
+
+# Bound on a formatter's cache of extra names (see flat_extras), in case names are generated.
+_FLAT_KEYS_MAX: Final = 4096
+
+
+def flat_extras(
+    rd: dict[str, Any],
+    flat_keys: dict[str, bool],
+    reserved: frozenset[str],
+    redact: Redactor | None,
+) -> bytes | None:
+    """The JSON object of the extras in a record's ``__dict__`` ``rd``, if they can be written
+    exactly as :func:`add_extras` and orjson would write them without either's help, else None.
+
+    They can when every extra is a str, int, bool, None or finite float under a ``str`` name
+    that is not a standard attribute, not a core or static field (``reserved``: it would be
+    renamed) and not redacted; and orjson takes them as they are (a lone surrogate or an int
+    beyond 64 bits it refuses). ``flat_keys`` caches the decision per name.
+    """
+    names = list(rd)
+    if names[:INIT_LEN] != _INIT_NAMES:
+        return None  # a standard attribute deleted or set again: extras are not the tail
+    flat = _FLAT_TYPES
+    extras = {}
+    for name in names[INIT_LEN:]:
+        ok = flat_keys.get(name) if type(name) is str else False
+        if ok is None:
+            ok = _flat_name(name, flat_keys, reserved, redact)
+        value = rd[name]
+        t = type(value)
+        if not ok or t not in flat or (t is float and value - value != 0.0):
+            return None
+        extras[name] = value
+    try:
+        return _dumps(extras)  # one call for all of them: cheaper than one per value
+    except TypeError:  # orjson.JSONEncodeError: the dict path makes the record JSON-safe
+        return None
+
+
+def _flat_name(
+    name: str, flat_keys: dict[str, bool], reserved: frozenset[str], redact: Redactor | None
+) -> bool:
+    """Whether an extra named ``name`` is written under that name and unmasked (cached)."""
+    ok = name not in STD_ATTRS and name not in reserved and (
+        redact is None or not redact.matches(name))
+    if len(flat_keys) >= _FLAT_KEYS_MAX:
+        flat_keys.clear()
+    flat_keys[name] = ok
+    return ok
 
 
 def add_extras(

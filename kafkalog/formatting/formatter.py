@@ -138,6 +138,8 @@ class JsonFormatter(logging.Formatter):
         # What follows the id in a plain record's JSON (see plain.encode_plain): the static
         # fields, written once here, and the closing brace. None: every record is built.
         self._plain_tail: bytes | None = None
+        # Extra name -> whether the fast path may write it as it is (see extras.flat_extras).
+        self._flat_keys: dict[str, bool] = {}
         if not self._ecs:
             static = _dumps(self._static, default=json_default)[1:-1]  # without the braces
             self._plain_tail = b'"' + (b"," + static if static else b"") + b"}"

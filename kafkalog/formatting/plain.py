@@ -1,10 +1,12 @@
 """The fast path for a plain record in the default schema: its JSON joined from bytes made once
 per call site, without building a dict.
 
-Plain: a ``LogRecord`` as ``makeRecord`` leaves it without ``extra=``, a ``str`` message that
-formats, no exception or stack, nothing bound with :mod:`kafkalog.context` and no active
-OpenTelemetry span. Nearly every log call is one, so this runs on the application's thread for
-most records: globals are read as plain module names and the common cases are inlined.
+Plain: a ``LogRecord`` as ``makeRecord`` leaves it, a ``str`` message that formats, no
+exception or stack, nothing bound with :mod:`kafkalog.context` and no active OpenTelemetry span;
+its ``extra=`` fields, if any, flat scalars that are written as they are
+(:func:`~kafkalog.formatting.extras.flat_extras`). Nearly every log call is one, so this runs on
+the application's thread for most records: globals are read as plain module names and the
+common cases are inlined.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import orjson
 
 from kafkalog.context import fields_get as _bound_fields
 from kafkalog.context import trace_ids as _trace_ids
+from kafkalog.formatting.extras import flat_extras
 from kafkalog.formatting.ids import current_host, current_ids, new_record_id
+from kafkalog.formatting.redaction import Redactor
 from kafkalog.formatting.sanitize import json_default
 from kafkalog.formatting.schema import DIGITS3, INIT_LAST_KEY, INIT_LEN, OTEL_TRACE
 
@@ -35,6 +39,9 @@ class _Formatter(Protocol):
 
     _ts_cache: tuple[float, str]
     _max_bytes: int | None
+    _reserved: frozenset[str]
+    _redact: Redactor | None
+    _flat_keys: dict[str, bool]
 
     def _timestamp(self, created: float) -> str: ...
 
@@ -44,6 +51,9 @@ class _Formatter(Protocol):
 # message to the id. Cleared when full, and in a forked child (its pid and host differ).
 _sites: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
 _SITES_MAX: Final = 4096
+# Call sites whose extras were not flat once (see flat_extras): looking at their extras again
+# would only add to what their records cost on the dict path. Cleared like _sites.
+_dict_sites: set[tuple[Any, ...]] = set()
 
 # The block of ids this path takes from: the iterator new_record_id() takes from, adopted
 # whenever it runs dry (see current_ids), so plain and other records share one sequence.
@@ -83,8 +93,8 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     ``tail`` is what follows the id: ``fmt``'s static fields and the closing brace. A plain
     record's fields other than the timestamp, message and id repeat for every call from one
     line of code, so their JSON is made once per call site (see :func:`_site`) and joined
-    with the rest. The bytes are the same as ``build_record`` and orjson give (a property test
-    compares them).
+    with the rest; flat extras go after the static fields. The bytes are the same as
+    ``build_record`` and orjson give (property tests compare them).
     """
     if type(record) is not _LogRecord:
         return None
@@ -99,10 +109,21 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     if record.exc_info or record.stack_info:
         return None
     rd = record.__dict__
-    if len(rd) != INIT_LEN or next(reversed(rd)) != INIT_LAST_KEY:
-        return None  # extras, or a kafkalog_id
     if _bound_fields() or (OTEL_TRACE in _modules and _trace_ids() is not None):
         return None  # bound fields, or an active span's ids: build_record() adds them
+    extras = None
+    if len(rd) != INIT_LEN or next(reversed(rd)) != INIT_LAST_KEY:
+        # Extras (or a kafkalog_id): scalars under plain names are written after the static
+        # fields as build_record() would write them; anything else takes build_record(), and
+        # so does every later record of a call site that has logged such extras once.
+        if site_key in _dict_sites:
+            return None
+        extras = flat_extras(rd, fmt._flat_keys, fmt._reserved, fmt._redact)
+        if extras is None:
+            if len(_dict_sites) >= _SITES_MAX:
+                _dict_sites.clear()
+            _dict_sites.add(site_key)
+            return None
     try:
         message = msg % args if args else msg
     except Exception:
@@ -130,8 +151,12 @@ def encode_plain(fmt: _Formatter, record: logging.LogRecord, tail: bytes) -> byt
     rid = next(_ids, None)  # new_record_id() inlined: this is the hot path
     if rid is None:
         rid = _next_block_id()
-    out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
-                    tail))
+    if extras is None:
+        out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
+                        tail))
+    else:  # the tail without its closing brace, then the extras' object without its "{"
+        out = b"".join((b'{"@timestamp":"', ts.encode(), site[0], body, site[1], rid.encode(),
+                        tail[:-1], b",", extras[1:]))
     limit = fmt._max_bytes
     if limit is not None and len(out) > limit:
         return None  # build_record() and truncation shrink it
@@ -143,6 +168,7 @@ def _after_fork_in_child() -> None:
     # block (ids.py gives it a new prefix; this global would still hold the parent's).
     global _ids  # noqa: PLW0603 - read on the hot path as a plain global
     _sites.clear()
+    _dict_sites.clear()
     _ids = iter(())
 
 

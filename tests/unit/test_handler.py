@@ -42,8 +42,12 @@ def test_key_from_record_attribute_and_callable(logger: logging.Logger) -> None:
     logger.addHandler(keyed)
     logger.info("a", extra={"uid": 42})
     logger.info("b")
+    logger.info("c", extra={"uid": "u-\u00e9"})
+    logger.info("d", extra={"uid": "lone \ud800"})  # escaped, as str keys always were
+    logger.info("e", extra={"uid": b"raw"})
     assert keyed.flush(5.0)
-    assert [k for _, k in transport.records] == [b"42", None]
+    assert [k for _, k in transport.records] == [
+        b"42", None, "u-\u00e9".encode(), b"lone \\ud800", b"raw"]
 
     other = MemoryTransport()
     handler = make(other, key=lambda r: f"{r.levelname}-x")

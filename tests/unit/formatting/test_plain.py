@@ -60,7 +60,8 @@ def test_records_that_are_not_plain_take_the_dict_path() -> None:
                               **kwargs)
 
     assert encode_plain(formatter, made(), tail) is not None
-    assert encode_plain(formatter, made(extra={"user": "u"}), tail) is None
+    assert encode_plain(formatter, made(extra={"user": "u"}), tail) is not None  # flat extras
+    assert encode_plain(formatter, made(extra={"user": ["u"]}), tail) is None
     assert encode_plain(formatter, made(sinfo="Stack (most recent call last):"), tail) is None
     bad = made()
     bad.args = (1, 2)  # "m %s" with two args: formatting fails

@@ -34,10 +34,11 @@ def _keys(doc: Any, prefix: str = "") -> set[str]:
 
 
 def _records_in_a_task() -> list[logging.LogRecord]:
-    """A plain record and one with extras, made inside an asyncio task named _TASK."""
+    """A plain record and one with a list extra (so it takes the dict path), made inside an
+    asyncio task named _TASK."""
 
     async def log() -> list[logging.LogRecord]:
-        return [make_record("settled %d", (3,)), make_record("settled", extra={"batch": 7})]
+        return [make_record("settled %d", (3,)), make_record("settled", extra={"batch": [7]})]
 
     async def main() -> list[logging.LogRecord]:
         return await asyncio.create_task(log(), name=_TASK)
@@ -61,7 +62,7 @@ def test_task_name_is_not_written_as_an_extra(schema: str) -> None:
         assert _TASK.encode() not in out
         assert not any("taskName" in key for key in _keys(orjson.loads(out)))
         assert "taskName" not in _keys(formatter.to_dict(record))
-    assert encode(with_extras, formatter)["batch"] == 7  # the real extra is written
+    assert encode(with_extras, formatter)["batch"] == [7]  # the real extra is written
 
 
 def test_the_plain_record_takes_the_fast_path_and_the_other_the_dict_path() -> None:
