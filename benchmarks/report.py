@@ -16,7 +16,17 @@ from benchmarks.harness import ROOT
 DOC = ROOT / "docs" / "performance.md"
 CHART = ROOT / "docs" / "img" / "performance.png"
 # Targets from the performance issue, checked (and shown) as ratios measured in the same run.
-CALLER_TARGET = 2.0
+CALLER_TARGET = 2.0  # the structured keyed record (issue 19)
+PLAIN_CALLER_TARGET = 1.7  # the plain record; the rich record (10 extras) has none
+
+
+def caller_target(name: str) -> float | None:
+    """The caller-cost target of a kafkalog row of section 1, by its record kind."""
+    if name.endswith(", structured keyed"):
+        return CALLER_TARGET
+    if name.endswith(")"):  # "kafkalog (transport)": the plain record
+        return PLAIN_CALLER_TARGET
+    return None
 THROUGHPUT_TARGET = {"kafka-python": 1.0, "confluent": 0.8}
 SHIP_HEADING = "## kafkalog ship"
 
@@ -27,8 +37,9 @@ def summary_lines(out: dict[str, Any]) -> str:
     caller = out.get("caller_cost", {}).get("results", {})
     for name, row in caller.items():
         if name.startswith("kafkalog"):
-            lines.append(f"caller-cost ratio {name} / NullHandler: {row['ratio_to_null']:.2f}x "
-                         f"(target <= {CALLER_TARGET}x)")
+            goal = caller_target(name)
+            lines.append(f"caller-cost ratio {name} / NullHandler: {row['ratio_to_null']:.2f}x"
+                         + (f" (target <= {goal}x)" if goal is not None else " (no target)"))
     for label, cfg in out.get("throughput", {}).get("configs", {}).items():
         for name, ratio in cfg["throughput_ratios"].items():
             transport = name.split("(")[1].split(")")[0]
@@ -121,8 +132,10 @@ def markdown(out: dict[str, Any]) -> str:
             " paid by the loop too, so this is the cost an application sees. The handlers take"
             f" turns: each of {caller['runs']} rounds (after a warm-up round) runs every handler"
             " once, and a ratio is the median of that handler's per-round ratios to"
-            " `NullHandler`, so that the machine's drift falls on all of them alike. Target:"
-            f" kafkalog at most {CALLER_TARGET}x `NullHandler`.",
+            " `NullHandler`, so that the machine's drift falls on all of them alike. Targets:"
+            f" at most {PLAIN_CALLER_TARGET}x `NullHandler` for the plain record and"
+            f" {CALLER_TARGET}x for the structured keyed one (two extras and a key); none for"
+            " the rich one (10 extras, nested, and a bound field).",
             "",
             "| handler | µs per call | ratio to NullHandler |",
             "|---|---:|---:|",
@@ -308,10 +321,11 @@ def targets(out: dict[str, Any]) -> list[str]:
     """The issue's targets next to this run's ratios."""
     rows = []
     for name, row in out.get("caller_cost", {}).get("results", {}).items():
-        if name.startswith("kafkalog"):
+        goal = caller_target(name)
+        if name.startswith("kafkalog") and goal is not None:
             ratio = row["ratio_to_null"]
-            rows.append(f"| caller cost, {name} / NullHandler | <= {CALLER_TARGET}x |"
-                        f" {ratio:.2f}x | {'met' if ratio <= CALLER_TARGET else 'not met'} |")
+            rows.append(f"| caller cost, {name} / NullHandler | <= {goal}x |"
+                        f" {ratio:.2f}x | {'met' if ratio <= goal else 'not met'} |")
     for label, cfg in out.get("throughput", {}).get("configs", {}).items():
         for name, ratio in cfg["throughput_ratios"].items():
             transport = name.split("(")[1].split(")")[0]
