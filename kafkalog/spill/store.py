@@ -299,7 +299,9 @@ class SpillStore:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """fsync and close the active segment; keep the lock until the process ends.
+        """fsync and close the active segment, and unlock: what is left to replay is then
+        adopted by the next store that looks (another handler of this process, or another
+        process with the same ``spill_dir``), not only after this process ends.
 
         The lock file and any empty segments are removed when nothing is left to replay.
         """
@@ -309,7 +311,9 @@ class SpillStore:
             if not self.has_pending():
                 for segment in list(self._segments):
                     self._segments.remove(segment)
-                self._writer.release()
+            # The closed store never touches its segments again, so holding the lock would
+            # only keep the records from the stores that could send them.
+            self._writer.release()
             self._segments.release_adopted()
 
     def forget_after_fork(self) -> None:

@@ -282,3 +282,101 @@ def test_kafkalog_check_on_a_secured_cluster_never_prints_the_password(
     assert result.returncode == exit_code, result.stdout + result.stderr
     assert secret not in result.stdout + result.stderr
     _assert_no_secret(result.stdout, result.stderr)
+
+
+# -- the confluent transport: the same contract over librdkafka ---------------------------------
+
+
+def _confluent(secured: SecuredKafkaBroker, user: str, mechanism: str = "SCRAM-SHA-512",
+               **extra: Any) -> dict[str, Any]:
+    return _sasl(secured, user, mechanism, transport="confluent", **extra)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_confluent_sasl_ssl_round_trip(secured: SecuredKafkaBroker, secured_topic: str,
+                                       logger: logging.Logger, tmp_path: Path,
+                                       mechanism: str) -> None:
+    handler = KafkaHandler(topic=secured_topic, spill_dir=str(tmp_path / "spill"),
+                           **_confluent(secured, WRITER, mechanism))
+    sent = _log(logger, handler, 20, f"confluent {mechanism}")
+    assert handler.flush(timeout=30)
+    assert handler.stats()["delivered"] == 20
+    handler.close()
+    assert _read(secured, secured_topic, 20) == sorted(sent)
+
+
+def test_confluent_mutual_tls_round_trip(
+    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, pki: Pki
+) -> None:
+    handler = KafkaHandler(
+        topic=secured_topic, bootstrap_servers=secured.ssl_bootstrap, security_protocol="SSL",
+        ssl_cafile=str(pki.ca_cert), ssl_certfile=str(pki.client_cert),
+        ssl_keyfile=str(pki.client_key), spill_dir=None, transport="confluent",
+    )  # fmt: skip
+    sent = _log(logger, handler, 10, "confluent mtls")
+    assert handler.flush(timeout=30)
+    handler.close()
+    assert _read(secured, secured_topic, 10) == sorted(sent)
+
+
+# failure -> (what is wrong in the settings, what the one warning must say)
+_CONFLUENT_REFUSALS = {
+    "wrong password": ("password", "authentication failed for SASL user 'writer'"),
+    "unknown CA": ("cafile", "TLS verification failed"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(_CONFLUENT_REFUSALS))
+def test_confluent_refusal_is_named_once_spilled_and_delivered_once_fixed(  # noqa: PLR0917
+    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, tmp_path: Path,
+    warnings_seen: _Warnings, capfd: pytest.CaptureFixture[str], failure: str,
+) -> None:
+    spill = tmp_path / "spill"
+    wrong, cause = _CONFLUENT_REFUSALS[failure]
+    settings = _confluent(secured, WRITER)
+    if wrong == "password":
+        settings["sasl_password"] = "not-" + PASSWORDS[WRITER][::-1]
+    else:
+        settings["ssl_cafile"] = str(secured.pki.other_ca_cert)
+    handler = KafkaHandler(topic=secured_topic, spill_dir=str(spill), close_timeout_ms=1000,
+                           **settings)
+    sent = _log(logger, handler, 25, f"confluent {failure}")
+    warning = _refused(handler, warnings_seen, cause, 25)
+    assert "kept in the spill" in warning
+    assert cause in handler.stats()["last_error"]
+    shown = [repr(handler), handler.stats(), warnings_seen.messages]
+    handler.close()
+    logger.removeHandler(handler)
+    spilled = _spill_bytes(spill)
+    assert f'"message":"confluent {failure} 24"'.encode() in spilled  # waiting on disk
+    assert consume(secured.bootstrap, secured_topic, 1, timeout_s=3) == []
+
+    # The application restarted with the right settings adopts the spill and delivers it.
+    fixed = KafkaHandler(topic=secured_topic, spill_dir=str(spill), close_timeout_ms=60000,
+                         **_confluent(secured, WRITER))
+    sent += _log(logger, fixed, 1, "confluent fixed")
+    fixed.close()
+    assert fixed.stats()["spill_pending_records"] == 0
+    assert _read(secured, secured_topic, 26) == sorted(sent)
+    captured = capfd.readouterr()
+    _assert_no_secret(*shown, spilled, captured.out, captured.err)
+
+
+def test_confluent_missing_write_acl_is_named_and_delivered_once_granted(
+    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, tmp_path: Path,
+    warnings_seen: _Warnings,
+) -> None:
+    handler = KafkaHandler(topic=secured_topic, spill_dir=str(tmp_path / "spill"),
+                           **_confluent(secured, NOBODY, "PLAIN"))
+    sent = _log(logger, handler, 30, "confluent acl")
+    warning = _refused(handler, warnings_seen,
+                       f"not authorised to write topic {secured_topic}", 30)
+    assert "SASL user 'nobody'" in warning
+    grant(secured.bootstrap, f"User:{NOBODY}", secured_topic)
+    wait_for(lambda: handler.stats()["delivered"] >= 30, timeout=60,
+             description="the spill to drain after the grant")
+    stats = handler.stats()
+    assert stats["dead_lettered"] == 0 and stats["failed"] == 0 and stats["dropped"] == 0
+    handler.close()
+    assert _read(secured, secured_topic, 30) == sorted(sent)
+    _assert_no_secret(warnings_seen.messages, stats)
