@@ -48,12 +48,15 @@ except ImportError as exc:  # reported by the self-check
 
 __all__ = [
     "PUBLIC_API_ENV",
+    "TESTED_VERSIONS",
     "hand_off_broken",
     "hand_off_usable",
     "process_verdict",
     "public_api_forced",
 ]
 
+#: The kafka-python versions CI runs, as pyproject.toml bounds them: raise both together.
+TESTED_VERSIONS = ">=3.0,<3.1"
 #: Set to 1 (or true, yes, on) to keep the kafka-python transport to the public ``send()``.
 PUBLIC_API_ENV = "KAFKALOG_KAFKA_PYTHON_PUBLIC_API"
 _ON = frozenset({"1", "true", "yes", "on"})
@@ -120,8 +123,8 @@ def hand_off_broken(differs: str) -> None:
         "broken", "warning",
         "kafka-python %s is not what kafkalog's whole-batch hand-off was written for (%s): "
         "sending record by record through KafkaProducer.send() instead (the same delivery, more "
-        "CPU per record). kafkalog is tested with kafka-python>=3.0,<3.1; see 'Widening the "
-        "kafka-python bound' in docs/transports.md", kafka.__version__, differs)
+        "CPU per record). kafkalog is tested with kafka-python%s; see 'Widening the "
+        "kafka-python bound' in docs/transports.md", kafka.__version__, differs, TESTED_VERSIONS)
 
 
 def process_verdict() -> str | None:

@@ -4,10 +4,13 @@ through the public ``KafkaProducer.send()``, saying so once."""
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import kafka
 import pytest
 from kafka.future import Future
 from kafka.partitioner.default import DefaultPartitioner
@@ -221,3 +224,17 @@ def test_a_hand_over_that_breaks_part_way_keeps_what_was_placed_and_retries_the_
     assert producer.sent == [keyed[i] for i in retried]
     [warning] = warnings_heard
     assert "handing a batch over raised AttributeError" in warning
+
+
+def test_the_warning_quotes_the_bound_pyproject_sets() -> None:
+    if sys.version_info >= (3, 11):
+        import tomllib  # noqa: PLC0415
+    else:
+        import tomli as tomllib  # noqa: PLC0415
+    pyproject = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    dependencies = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert f"kafka-python{internals.TESTED_VERSIONS}" in dependencies
+    low, high = (tuple(int(n) for n in bound.lstrip("<>=").split("."))
+                 for bound in internals.TESTED_VERSIONS.split(","))
+    installed = tuple(int(n) for n in kafka.__version__.split(".")[:2])
+    assert low <= installed < high, "the tests run a kafka-python outside the bound"
