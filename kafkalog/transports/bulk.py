@@ -3,9 +3,9 @@ into its accumulator, and settled with one future per batch instead of one per r
 
 kafka-python's sender still assigns the idempotent sequence, compresses, sends, retries and
 completes each batch; only the per-record ``send()`` bookkeeping is skipped. This reaches into
-kafka-python's internals, so it is used only with a kafka-python whose batch builder was checked
-to hold what :func:`fill` puts in it (:func:`bulk_usable`); otherwise the transport keeps to
-the public per-record ``send()``.
+kafka-python's internals, so it is used only with a kafka-python on which it was checked to
+work (:mod:`kafkalog.transports.kafka_python_internals`); otherwise the transport keeps to the
+public per-record ``send()``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,23 @@ from operator import itemgetter
 from typing import Any
 
 import kafka.errors
-from kafka.partitioner.default import DefaultPartitioner
-from kafka.producer.producer_batch import ProducerBatch
-from kafka.record.memory_records import MemoryRecordsBuilder
 from kafka.structs import TopicPartition
 
-from kafkalog.diagnostics import log
 from kafkalog.errors import TransportError
 from kafkalog.transports.base import OutRecord
 from kafkalog.transports.errors import not_acknowledged
 from kafkalog.transports.recordbatch import encode_chunks, record_size
+
+# Private modules of kafka-python: a release that moves them must not break the import of the
+# transport, only turn the hand-off off (the self-check reports MISSING).
+try:
+    from kafka.producer.producer_batch import ProducerBatch
+    from kafka.record.memory_records import MemoryRecordsBuilder
+
+    MISSING: ImportError | None = None
+except ImportError as exc:
+    ProducerBatch = MemoryRecordsBuilder = None
+    MISSING = exc
 
 # How kafka-python's errors become kafkalog's (the transport's classify, its topic bound).
 Classify = Callable[[BaseException], TransportError]
@@ -82,14 +89,18 @@ def unkeyed_runs(
 
 def hand_over(
     producer: Any, records: Sequence[OutRecord], topic: str, groups: dict[int, list[int]],
-    unkeyed: list[int], *, run_bytes: int,
-) -> list[Placed]:
+    unkeyed: list[int], *, run_bytes: int, placed: list[Placed],
+) -> None:
     """Put the records into kafka-python's accumulator as whole producer batches and wake its
-    sender: ``groups`` by partition, and the ``unkeyed`` spread in runs of ``run_bytes``."""
+    sender: ``groups`` by partition, and the ``unkeyed`` spread in runs of ``run_bytes``.
+
+    Each batch is added to ``placed`` as soon as kafka-python holds it, so that if this raises
+    part way, the caller knows which records kafka-python has (and will send) and which not.
+    """
     acc = producer._accumulator
     batch_bytes = acc.config["batch_size"]
+    wakeup = producer._sender.wakeup
     now_ms = int(time.time() * 1000)
-    placed: list[Placed] = []
     work = list(groups.items())
     if unkeyed:
         pool = list(producer._metadata.available_partitions_for_topic(topic) or ())
@@ -107,8 +118,7 @@ def hand_over(
             batch = append_batch(acc, tp, chunk, now_ms)
             placed.append((batch._record_futures, idx[start:start + chunk[0]]))
             start += chunk[0]
-    producer._sender.wakeup()
-    return placed
+    wakeup()
 
 
 def settle(
@@ -126,11 +136,23 @@ def settle(
     return failed
 
 
+def not_placed(
+    placed: Collection[Placed], results: list[TransportError | None], err: TransportError
+) -> None:
+    """Give ``err`` to each record of ``results`` still without one that is not in ``placed``
+    (a hand-over that raised part way)."""
+    held = {i for _, idx in placed for i in idx}
+    for i, result in enumerate(results):
+        if result is None and i not in held:
+            results[i] = err
+
+
 def append_batch(acc: Any, tp: TopicPartition, chunk: tuple[int, bytes], timestamp_ms: int) -> Any:
     """Put one producer batch of ``count`` encoded records into kafka-python's accumulator.
 
-    The batch is built as kafka-python's own ``append`` would leave it (see
-    :func:`bulk_supported`), then queued behind the partition's other batches.
+    The batch is built as kafka-python's own ``append`` would leave it (the self-check of
+    :mod:`kafkalog.transports.kafka_python_internals` compares the two), then queued behind the
+    partition's other batches.
     """
     builder = MemoryRecordsBuilder(acc.config["message_version"], acc.config["compression_attrs"],
                                    acc.config["batch_size"])
@@ -157,47 +179,6 @@ def fill(builder: Any, count: int, body: bytes, timestamp_ms: int) -> None:
     inner._last_offset = count - 1
     inner._num_records = count
     builder._next_offset = count
-
-
-def bulk_supported() -> bool:
-    """Whether this kafka-python's batch builder holds what :func:`fill` puts in it.
-
-    Checked once, by building the same batch both ways (kafka-python's per-record ``append``
-    and :func:`fill`) and comparing the finished bytes; with a kafka-python whose internals
-    differ, the transport keeps to the public per-record ``send()``.
-    """
-    sample = [(b'{"m":"a"}', b"key"), (b"x" * 300, None), (b"", b""), (b"y" * 20000, b"k2")]
-    try:
-        ours = MemoryRecordsBuilder(2, 0, 1 << 20)
-        fill(ours, len(sample), encode_chunks(sample, 1 << 20)[0][1], 1_700_000_000_000)
-        theirs = MemoryRecordsBuilder(2, 0, 1 << 20)
-        for value, key in sample:
-            theirs.append(1_700_000_000_000, key, value, [])
-        ours.close()
-        theirs.close()
-        return bytes(ours.buffer()) == bytes(theirs.buffer())
-    except Exception:
-        log.debug("kafka-python's batch builder is not as expected", exc_info=True)
-        return False
-
-
-_BULK_SUPPORTED: list[bool] = []
-
-
-def bulk_usable(producer: Any) -> bool:
-    """Whether batches can go to this producer whole: a verified kafka-python, the v2 record
-    format, the default partitioner and no transactions or serializers of its own."""
-    if not _BULK_SUPPORTED:
-        _BULK_SUPPORTED.append(bulk_supported())
-    config = producer.config
-    return (
-        _BULK_SUPPORTED[0]
-        and producer._accumulator.config["message_version"] == 2
-        and type(config["partitioner"]) is DefaultPartitioner
-        and config.get("transactional_id") is None
-        and config.get("key_serializer") is None
-        and config.get("value_serializer") is None
-    )
 
 
 class Positions:

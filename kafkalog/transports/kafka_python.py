@@ -5,8 +5,9 @@ The worker hands a transport a batch of encoded records and gets back, for each 
 (acknowledged) or a :class:`~kafkalog.errors.TransportError` that says whether retrying may help.
 The producer is built lazily on a thread of its own (:mod:`kafkalog.transports.connect`), so
 bootstrapping never blocks the application, and it is thrown away and rebuilt after it fails.
-A batch goes to kafka-python whole where its internals allow (:mod:`kafkalog.transports.bulk`),
-else record by record through the public ``send()``.
+A batch goes to kafka-python whole where its internals allow (:mod:`kafkalog.transports.bulk`,
+checked by :mod:`kafkalog.transports.kafka_python_internals`), else record by record through
+the public ``send()``.
 """
 
 from __future__ import annotations
@@ -30,15 +31,8 @@ import kafka.errors
 
 from kafkalog.diagnostics import log
 from kafkalog.errors import SecurityError, TransportError
+from kafkalog.transports import bulk
 from kafkalog.transports.base import BaseTransport, OutRecord
-from kafkalog.transports.bulk import (
-    Positions,
-    bulk_usable,
-    hand_over,
-    oversized,
-    settle,
-    unkeyed_only,
-)
 from kafkalog.transports.connect import ConnectAttempt, abandon, orphan, watch_topic_errors
 from kafkalog.transports.errors import (
     Refusal,
@@ -54,19 +48,18 @@ from kafkalog.transports.kafka_python_config import (
     check_producer_config,
     security_settings,
 )
+from kafkalog.transports.kafka_python_internals import (
+    hand_off_broken,
+    hand_off_usable,
+    public_api_forced,
+)
 from kafkalog.transports.partition import KeyPartitioner
 from kafkalog.transports.reach import summary
 from kafkalog.transports.security import check_tls_files
 
 __all__ = [
-    "CONNECT_WAIT_S",
-    "MAX_BLOCK_MS",
-    "KafkaPythonTransport",
-    "check_compression_available",
-    "check_producer_config",
-    "check_tls_files",
-    "classify",
-    "security_settings",
+    "CONNECT_WAIT_S", "MAX_BLOCK_MS", "KafkaPythonTransport", "check_compression_available",
+    "check_producer_config", "check_tls_files", "classify", "security_settings",
 ]
 
 # Upper bound on how long send() may wait for a topic's metadata on the worker thread. Beyond
@@ -150,6 +143,9 @@ class KafkaPythonTransport(BaseTransport):
         self._lock = threading.Lock()
         self._keys = KeyPartitioner()
         self._whole = False
+        # The producer the hand-off was last checked for, and whether it may be used with it.
+        self._checked: tuple[Any, bool] = (None, False)
+        self._public_only = public_api_forced()
         # The broker's error type per topic in the producer's latest metadata (see
         # watch_topic_errors): tells a missing or invalid topic from a slow cluster.
         self._topic_errors: dict[str, type[BaseException]] = {}
@@ -257,10 +253,16 @@ class KafkaPythonTransport(BaseTransport):
         except Exception as exc:
             err = self._classify(exc, topic)
             return [err] * len(records)
-        self._whole = bulk_usable(producer)
+        self._whole = self._hand_off_usable(producer)
         if self._whole:
             return self._send_bulk(producer, records, deadline, topic)
         return self._send_each(producer, records, deadline, topic)
+
+    def _hand_off_usable(self, producer: Any) -> bool:
+        """Whether batches may go to ``producer`` whole: checked once per producer."""
+        if self._checked[0] is not producer:
+            self._checked = (producer, not self._public_only and hand_off_usable(producer))
+        return self._checked[1]
 
     def _send_each(
         self, producer: Any, records: Sequence[OutRecord], deadline: float, topic: str | None
@@ -320,8 +322,8 @@ class KafkaPythonTransport(BaseTransport):
         results: list[TransportError | None] = [None] * n
         topic, pinned = self._destination(topic)
         limit = producer.config["max_request_size"]
-        no_keys = unkeyed_only(records)
-        too_big = oversized(records, limit, no_keys=no_keys)
+        no_keys = bulk.unkeyed_only(records)
+        too_big = bulk.oversized(records, limit, no_keys=no_keys)
         for i in too_big:
             results[i] = self._classify(kafka.errors.MessageSizeTooLargeError(
                 f"a record of {len(records[i][0])} bytes is over max_request_size ({limit})"
@@ -335,11 +337,20 @@ class KafkaPythonTransport(BaseTransport):
             if isinstance(err, SecurityError):
                 self._discard_producer()
             return [results[i] if i in too_big else err for i in range(n)]
-        placed = hand_over(producer, records, topic, groups, unkeyed,
-                           run_bytes=self._config.batch_size)
+        placed: list[bulk.Placed] = []
+        try:
+            bulk.hand_over(producer, records, topic, groups, unkeyed,
+                           run_bytes=self._config.batch_size, placed=placed)
+        except Exception as exc:
+            # What kafka-python holds is settled below, the rest retried. An error that is not
+            # kafka-python's own means its internals changed: later batches take send().
+            if not isinstance(exc, kafka.errors.KafkaError):
+                self._public_only, self._checked = True, (producer, False)
+                hand_off_broken(f"handing a batch over raised {exc!r}")
+            bulk.not_placed(placed, results, not_acknowledged(type(exc).__name__, f" ({exc})"))
         # What is still open when the time is up is reported as retriable by settle().
-        self._flush_until(producer, deadline, [p for p, _ in placed], Positions.done)
-        if settle(placed, lambda exc: self._classify(exc, topic), results):
+        self._flush_until(producer, deadline, [p for p, _ in placed], bulk.Positions.done)
+        if bulk.settle(placed, lambda exc: self._classify(exc, topic), results):
             # As in _send_each: a client that failed may hold stale connections or a fatal
             # state; rebuild it rather than let its own retries race the worker's.
             self._discard_producer()

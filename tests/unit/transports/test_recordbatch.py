@@ -4,17 +4,15 @@ whole-batch hand-off (kafkalog.transports.bulk) that puts its batches into kafka
 from __future__ import annotations
 
 import itertools
-import types
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kafka.partitioner.default import DefaultPartitioner
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
-from kafkalog.transports.bulk import Positions, bulk_supported, bulk_usable, fill, unkeyed_runs
+from kafkalog.transports.bulk import Positions, fill, unkeyed_runs
 from kafkalog.transports.kafka_python import classify
 from kafkalog.transports.recordbatch import BATCH_HEADER_BYTES, encode_chunks, varint
 
@@ -93,29 +91,6 @@ def test_filled_batch_reads_back_as_the_records() -> None:
     assert batch.validate_crc()
     got = [(r.value, r.key, r.timestamp, r.offset) for r in batch]
     assert got == [(v, k, 1_700_000_000_123, i) for i, (v, k) in enumerate(records)]
-
-
-def test_installed_kafka_python_supports_the_bulk_path() -> None:
-    # If a kafka-python upgrade changes its builder, this says so (the transport would then
-    # fall back to per-record send(), correct but about 20x the CPU per record).
-    assert bulk_supported()
-
-
-class FakeProducer:
-    def __init__(self, **config: Any) -> None:
-        self.config: dict[str, Any] = {"partitioner": DefaultPartitioner(), **config}
-
-        self._accumulator = types.SimpleNamespace(config={"message_version": 2})
-
-
-def test_bulk_is_used_only_with_kafka_pythons_defaults() -> None:
-    assert bulk_usable(FakeProducer())
-    assert not bulk_usable(FakeProducer(partitioner=object()))
-    assert not bulk_usable(FakeProducer(transactional_id="t"))
-    assert not bulk_usable(FakeProducer(value_serializer=bytes))
-    old = FakeProducer()
-    old._accumulator.config = {"message_version": 1}
-    assert not bulk_usable(old)
 
 
 class FakeBatchFuture:
