@@ -23,12 +23,16 @@ from kafkalog.formatting.redaction import DEFAULT_REDACT_KEYS, Redactor
 from kafkalog.formatting.sanitize import json_default
 from kafkalog.formatting.schema import DEFAULT_CORE, STD_ATTRS
 
+_LOGRECORD_NAMES = frozenset(
+    logging.LogRecord("n", logging.INFO, "p", 1, "m", None, None).__dict__) | {"message", "asctime"}
 # Names an extra may have: plain ones, ones a redactor masks, core and static field names,
 # a lone surrogate (orjson refuses it), and one that needs escaping.
 _NAMES = st.sampled_from([
     "uid", "seq", "amount", "région", "k\n\"q", "db_password", "apiKey", "token2", "level",
     "host", "env", "extra_level", "bad\ud800", "user_id", "id",
-]) | st.text(min_size=1, max_size=8)
+]) | st.text(min_size=1, max_size=8).filter(
+    # logging itself refuses an extra that would overwrite a LogRecord attribute.
+    lambda name: name not in _LOGRECORD_NAMES)
 _SCALARS = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
     | st.text(max_size=12)  # may hold a lone surrogate
