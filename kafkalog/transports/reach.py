@@ -79,6 +79,9 @@ def try_server(server: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Finding:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         return Finding(server, "dns", str(exc.strerror or exc))
+    except UnicodeError:
+        # The IDNA codec refuses the name before any lookup (an empty label: "a..b").
+        return Finding(server, "dns", "not a valid host name")
     last: Finding | None = None
     for family, kind, proto, _name, address in infos[:2]:
         sock = socket.socket(family, kind, proto)
@@ -126,7 +129,10 @@ class ReachCheck:
     def _run(self) -> None:
         try:
             for server in self._servers:
-                self._found[server] = self._attempt(server)
+                try:
+                    self._found[server] = self._attempt(server)
+                except Exception as exc:  # a diagnosis must never print a traceback
+                    self._found[server] = Finding(server, "dns", f"{type(exc).__name__}: {exc}")
         finally:
             self.done.set()
 

@@ -37,6 +37,23 @@ def test_a_name_that_does_not_resolve_is_named_so() -> None:
     assert found.describe().startswith("no-such-host.invalid:9092: the name does not resolve")
 
 
+def test_a_name_the_idna_codec_refuses_is_named_so_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    found = try_server("kafka..internal:9092")  # an empty label: refused before any lookup
+    assert (found.kind, found.detail) == ("dns", "not a valid host name")
+    check = ReachCheck(["kafka..internal:9092", "a:1"],
+                       attempt=lambda s: try_server(s) if ".." in s else _raise(s))
+    assert check.done.wait(5)
+    kinds = [(f.kind, f.detail) for f in check.findings()]
+    assert kinds == [("dns", "not a valid host name"), ("dns", "RuntimeError: a:1")]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def _raise(server: str) -> Finding:
+    raise RuntimeError(server)
+
+
 def test_an_address_that_never_answers_is_a_timeout(silent_address: str) -> None:
     found = try_server(silent_address, timeout_s=0.3)
     assert found.kind == "timeout"
