@@ -70,6 +70,24 @@ def test_raw_chunks_are_the_general_paths_bytes(lines: list[bytes], schema: str,
     assert fast == slow
 
 
+# Lines with no control character or backslash (quotes and any other character welcome):
+# quote-heavy lines of any script, as web logs are.
+simple_line = st.text(
+    st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\\"),
+    max_size=120,
+).map(lambda s: s.encode("utf-8"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(st.one_of(simple_line, st.just(b'say "hi" \x7f')), min_size=1,
+                      max_size=30),
+       schema=st.sampled_from(["default", "ecs"]), start=st.integers(0, 2**40))
+def test_raw_chunks_without_escapes_are_the_general_paths_bytes(
+        lines: list[bytes], schema: str, start: int) -> None:
+    fast, slow = records("raw", lines, schema=schema, start=start)
+    assert fast == slow
+
+
 def test_the_raw_chunk_path_is_taken_for_plain_lines() -> None:
     builder = RecordBuilder(schema="default", static_fields={}, max_bytes=10_000)
     chunk = ChunkBuilder(builder, format="raw", key=None)
