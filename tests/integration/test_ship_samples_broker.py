@@ -1,7 +1,8 @@
 """``kafkalog ship`` against a real broker, on samples of what real programs write: Apache's
 combined and common access logs, rsyslog's files in RFC 3164 (traditional and forwarded,
 with a PRI) and RFC 5424, a Python log with chained tracebacks, a Java log with a stack trace
-(``at``, ``Caused by:``, ``... N more``) and a Go program's log with a panic.
+(``at``, ``Caused by:``, ``... N more``), a Go program's log with a panic, and JSON lines of
+Go's ``log/slog`` (``msg``) and of structlog (``event``).
 
 One agent follows every sample, one input (with its ``format`` and ``multiline``) and one
 topic per case; each test reads its topic back and compares the records with what the sample
@@ -38,6 +39,7 @@ CASES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "python": (("python_app.log",), {"multiline": "python"}),
     "java": (("java_app.log",), {"multiline": "java"}),
     "go": (("go_app.log",), {"multiline": "go"}),
+    "json": (("go_slog.log", "structlog.log"), {"format": "json"}),
 }
 
 
@@ -338,3 +340,29 @@ def test_a_go_panic_is_one_event(shipped: Shipped) -> None:
     assert panic[0].startswith("panic: runtime error: invalid memory address")
     assert panic[2] == "" and panic[3] == "goroutine 19 [running]:"
     assert panic[-2] == "created by main.main in goroutine 1"
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def test_json_lines_of_go_slog_and_structlog_keep_their_message(shipped: Shipped) -> None:
+    slog, structlog = line_offsets("go_slog.log"), line_offsets("structlog.log")
+    expected: list[tuple[str, int, str, dict[str, Any]]] = [
+        ("go_slog.log", slog[0], "listening", {
+            "time": "2026-12-04T16:38:29.160506278+01:00", "level": "INFO", "addr": ":8080",
+            "tls": False}),
+        ("go_slog.log", slog[1], "slow request", {
+            "time": "2026-12-04T16:38:41.160645907+01:00", "level": "WARN",
+            "http": {"method": "GET", "path": "/cart"}, "duration_ms": 1840.5}),
+        ("go_slog.log", slog[2], "payment refused", {
+            "time": "2026-12-04T16:38:42.160666926+01:00", "level": "ERROR", "order": 42,
+            "err": "card expired"}),
+        ("structlog.log", structlog[0], "user logged in", {
+            "user": "alice", "attempts": 1, "level": "info",
+            "timestamp": "2026-12-04T15:38:45.581434Z"}),
+        ("structlog.log", structlog[1], "quota almost used", {
+            "user": "alice", "used": 0.93, "level": "warning",
+            "timestamp": "2026-12-04T15:38:47.002311Z"}),
+    ]
+    # Neither writes "@timestamp": the records carry the read time.
+    check_default(shipped, shipped.records["json"], expected, None)
