@@ -12,6 +12,7 @@ says, field by field and type by type.
 from __future__ import annotations
 
 import datetime
+import itertools
 import shutil
 import threading
 import time
@@ -136,6 +137,14 @@ def line_offsets(name: str) -> list[int]:
 def sample_text(name: str, first: int, stop: int) -> str:
     """Lines ``first`` to ``stop - 1`` of the sample, joined as an event's message is."""
     return "\n".join((SAMPLES / name).read_text().split("\n")[first:stop])
+
+
+def events(name: str, starts: list[int]) -> list[tuple[str, int, str, dict[str, Any]]]:
+    """The expected raw multi-line events of sample ``name``: event ``i`` is its lines
+    ``starts[i]`` to ``starts[i + 1] - 1``, with no fields."""
+    offsets = line_offsets(name)
+    return [(name, offsets[first], sample_text(name, first, stop), {})
+            for first, stop in itertools.pairwise(starts)]
 
 
 def check_default(shipped: Shipped, docs: list[dict[str, Any]],
@@ -289,16 +298,9 @@ def test_rsyslog_rfc5424_in_ecs(shipped: Shipped) -> None:
 def test_python_tracebacks_with_chained_exceptions_are_one_event_each(
     shipped: Shipped,
 ) -> None:
-    name = "python_app.log"
-    offsets = line_offsets(name)
-    expected: list[tuple[str, int, str, dict[str, Any]]] = [
-        (name, offsets[0], sample_text(name, 0, 1), {}),
-        # "The above exception was the direct cause ...": both tracebacks, blank lines kept
-        (name, offsets[1], sample_text(name, 1, 18), {}),
-        # "During handling of the above exception ..."
-        (name, offsets[18], sample_text(name, 18, 32), {}),
-        (name, offsets[32], sample_text(name, 32, 33), {}),
-    ]
+    # the log line, then "The above exception was the direct cause ..." (both tracebacks,
+    # blank lines kept), then "During handling of the above exception ...", then a log line
+    expected = events("python_app.log", [0, 1, 18, 32, 33])
     docs = shipped.records["python"]
     check_default(shipped, docs, expected, None)
     assert docs[1]["message"].endswith(
@@ -308,13 +310,7 @@ def test_python_tracebacks_with_chained_exceptions_are_one_event_each(
 
 
 def test_a_java_stack_trace_with_its_cause_is_one_event(shipped: Shipped) -> None:
-    name = "java_app.log"
-    offsets = line_offsets(name)
-    expected: list[tuple[str, int, str, dict[str, Any]]] = [
-        (name, offsets[0], sample_text(name, 0, 1), {}),
-        (name, offsets[1], sample_text(name, 1, 14), {}),  # at, Caused by:, ... 5 more
-        (name, offsets[14], sample_text(name, 14, 15), {}),
-    ]
+    expected = events("java_app.log", [0, 1, 14, 15])  # at, Caused by:, ... 5 more
     docs = shipped.records["java"]
     check_default(shipped, docs, expected, None)
     trace = docs[1]["message"].split("\n")
@@ -324,16 +320,9 @@ def test_a_java_stack_trace_with_its_cause_is_one_event(shipped: Shipped) -> Non
 
 
 def test_a_go_panic_is_one_event(shipped: Shipped) -> None:
-    name = "go_app.log"
-    offsets = line_offsets(name)
-    expected: list[tuple[str, int, str, dict[str, Any]]] = [
-        (name, offsets[0], sample_text(name, 0, 1), {}),
-        (name, offsets[1], sample_text(name, 1, 2), {}),
-        # panic, signal, blank line, goroutine block with "created by"
-        (name, offsets[2], sample_text(name, 2, 12), {}),
-        # the restarted program's first line: the last event, flushed by the timeout
-        (name, offsets[12], sample_text(name, 12, 13), {}),
-    ]
+    # two log lines; the panic, its signal line, a blank line and the goroutine block with
+    # "created by"; the restarted program's first line (the last event: flushed by the timeout)
+    expected = events("go_app.log", [0, 1, 2, 12, 13])
     docs = shipped.records["go"]
     check_default(shipped, docs, expected, None)
     panic = docs[2]["message"].split("\n")

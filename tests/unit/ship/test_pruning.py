@@ -40,6 +40,13 @@ def write(path: Path, data: bytes = b"line 1\nline 2\n") -> Path:
     return path
 
 
+def deleted(clock: Clock, path: Path) -> tuple[tuple[int, int], FileState, RestingFiles]:
+    """The entry of a file shipped whole and deleted before the first check, resting."""
+    key, state = entry(write(path))
+    os.unlink(path)
+    return key, state, resting_files(clock, (key, state))
+
+
 def test_a_deleted_file_shipped_whole_is_dropped_after_the_grace(tmp_path: Path) -> None:
     clock = Clock()
     key, state = entry(write(tmp_path / "app.log.3"))
@@ -57,15 +64,11 @@ def test_a_deleted_file_shipped_whole_is_dropped_after_the_grace(tmp_path: Path)
 
 def test_checks_are_spaced_by_check_every_s(tmp_path: Path) -> None:
     clock = Clock()
-    key, state = entry(write(tmp_path / "a.log"))
-    os.unlink(state.path)
-    resting = resting_files(clock, (key, state))
+    _, _, resting = deleted(clock, tmp_path / "a.log")
     resting.prune(set())
     clock.now += GRACE
     assert resting.prune(set()) == 1
-    key, state = entry(write(tmp_path / "b.log"))
-    os.unlink(state.path)
-    resting = resting_files(clock, (key, state))
+    _, _, resting = deleted(clock, tmp_path / "b.log")
     clock.now += 5  # before the next check is due: nothing is looked at
     assert resting.prune(set()) == 0
 
@@ -140,9 +143,7 @@ def test_an_entry_of_a_file_gone_before_the_start_is_dropped_after_the_grace(
     tmp_path: Path,
 ) -> None:
     clock = Clock()
-    key, state = entry(write(tmp_path / "app.log"))
-    os.unlink(state.path)  # deleted while the agent was not running
-    resting = resting_files(clock, (key, state))
+    _, _, resting = deleted(clock, tmp_path / "app.log")  # while the agent was not running
     assert resting.prune(set()) == 0
     clock.now += GRACE
     assert resting.prune(set()) == 1
@@ -185,9 +186,7 @@ def test_a_new_file_in_the_reused_inode_at_the_same_path_is_another_file(
 
 def test_entries_reopened_by_the_agent_are_forgotten_by_the_tracker(tmp_path: Path) -> None:
     clock = Clock()
-    key, state = entry(write(tmp_path / "app.log"))
-    os.unlink(state.path)
-    resting = resting_files(clock, (key, state))
+    key, state, resting = deleted(clock, tmp_path / "app.log")
     resting.prune(set())
     del resting[key]  # the agent opened it again (it came back) and follows it
     clock.now += 10
