@@ -96,7 +96,7 @@ class RestingFiles(dict[FileKey, FileState]):
         """Whether a file of this identity is still there; notes whether it is shipped whole
         when it is at its last path."""
         try:
-            st = os.stat(state.path, follow_symlinks=False)
+            st = os.stat(state.path)  # through a link too (an input that follows symlinks)
         except OSError:
             pass
         else:
