@@ -27,8 +27,9 @@ from kafkalog.ship.discovery import Discovery
 from kafkalog.ship.files import FileId
 from kafkalog.ship.multiline import Event, Joiner
 from kafkalog.ship.parsers import parser_for
+from kafkalog.ship.pruning import RestingFiles
 from kafkalog.ship.record import RecordBuilder, source_id
-from kafkalog.ship.registry import FileState, Registry
+from kafkalog.ship.registry import Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail, per_file
 
 # Lines longer than this are cut by the reader (and then to the record's limit, flagged).
@@ -85,8 +86,7 @@ class ShipAgent:
         self._pipelines: dict[str, Pipeline] = {}
         self._inputs: dict[str, _Input] = {}
         self._follows: dict[FileKey, Follow] = {}
-        # Committed states of files not open now (inactive, or of inputs not configured now).
-        self._resting: dict[FileKey, FileState] = {}
+        self._resting = RestingFiles(clock=clock)  # offsets of files not open; pruned when gone
         self._reload_to: ShipConfig | None = None
         self._first_start = True
         self._dirty = False
@@ -128,8 +128,7 @@ class ShipAgent:
         registry.lock()  # one agent per state directory
         states = registry.load()
         self._first_start = not states and registry.recovered_from_backup == 0
-        for state in states:
-            self._resting[(state.dev, state.ino)] = state
+        self._resting.add_all(states)
 
     def _read_from(self, inp: _Input) -> str:
         """Where a file found at the first start begins: the input's ``read_from``, unless
@@ -207,6 +206,7 @@ class ShipAgent:
                 self._open(inp, path, fid)
         for key, follow in self._follows.items():
             follow.gone = key not in seen  # rotated away or deleted: drain, then close
+        self._dirty = self._resting.prune(seen) > 0 or self._dirty  # files deleted for good
         self._first_start = False
 
     def _still_resting(self, key: FileKey, path: Path, fid: FileId) -> bool:

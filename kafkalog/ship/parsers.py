@@ -21,8 +21,8 @@ from kafkalog.ship.formats_common import Parsed, Parser, json_epoch
 from kafkalog.ship.formats_syslog import SYSLOG_ECS_FIELDS, syslog_parser
 from kafkalog.ship.formats_web import WEB_ECS_FIELDS, web_parser
 
-__all__ = ["ECS_FIELDS", "FORMATS", "Parsed", "Parser", "parse_json", "parse_raw",
-           "parser_for", "to_ecs"]
+__all__ = ["ECS_FIELDS", "FORMATS", "MESSAGE_KEYS", "Parsed", "Parser", "parse_json",
+           "parse_raw", "parser_for", "to_ecs"]
 
 #: The names ``--format`` accepts.
 FORMATS: Final[tuple[str, ...]] = ("raw", "json", "nginx", "apache", "syslog")
@@ -43,20 +43,43 @@ def parse_raw(line: str) -> Parsed:
     return Parsed(line, None, {})
 
 
+#: Where a JSON line's message is, in order: ``message`` (ECS, Logstash,
+#: python-json-logger), ``msg`` (Go's log/slog, zap, logrus, pino, bunyan), ``event``
+#: (structlog).
+MESSAGE_KEYS: Final[tuple[str, ...]] = ("message", "msg", "event")
+
+
+def _message_of(obj: dict[str, Any]) -> str:
+    """The message of a JSON object without a ``message`` key, taken out of it: ``msg`` if it
+    is a string, else ``event`` if it is a string, else ``""`` (a key that is not a string
+    stays a field)."""
+    for name in MESSAGE_KEYS[1:]:
+        if type(obj.get(name)) is str:
+            message: str = obj.pop(name)
+            return message
+    return ""
+
+
 def parse_json(line: str) -> Parsed:
-    """``json``: the object's keys become fields. Its ``message`` is the message (as JSON text
-    if it is not a string; ``""`` when it has none) and its ``@timestamp`` the timestamp (ISO
-    8601, or epoch seconds or milliseconds). A line that is not a JSON object is kept as the
-    message, with the error."""
+    """``json``: the object's keys become fields. The message is taken out of them: its
+    ``message`` (as JSON text if it is not a string), else ``msg``, else ``event``, the first
+    of these two that is a string, else ``""``. ``@timestamp`` is the timestamp (ISO 8601, or
+    epoch seconds or milliseconds). A line that is not a JSON object is kept as the message,
+    with the error."""
     try:
         obj = _loads(line)
     except _JSONDecodeError as exc:
         return Parsed(line, None, {}, f"invalid JSON: {exc}")
     if type(obj) is not dict:
         return Parsed(line, None, {}, f"invalid JSON: not an object but {type(obj).__name__}")
-    message = obj.pop("message", "")
-    if type(message) is not str:
-        message = _dumps(message).decode()
+    if "message" in obj:
+        # A "message" always wins, whatever its type: left in the fields, a non-string one
+        # would be hidden by the record's own "message".
+        message = obj.pop("message")
+        if type(message) is not str:
+            message = _dumps(message).decode()
+    else:
+        message = _message_of(obj)
     if "@timestamp" not in obj:
         return Parsed(message, None, obj)
     stamp = obj.pop("@timestamp")

@@ -24,7 +24,6 @@ import argparse
 import atexit
 import base64
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -38,7 +37,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, TypeVar
@@ -52,6 +51,12 @@ from kafka.admin import (
     ResourcePattern,
     ResourceType,
 )
+
+try:
+    from cache_swap import MARKER, fill_cache, run_maven
+except ModuleNotFoundError:  # run as a script (python tests/broker/kraft.py): tests/ is no path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from cache_swap import MARKER, fill_cache, run_maven
 
 __all__ = [
     "KAFKA_VERSION",
@@ -74,7 +79,6 @@ _HERE = Path(__file__).resolve().parent
 _POM = _HERE / "pom.xml"
 _REPO_ROOT = _HERE.parents[1]
 _JARS_ENV = "KAFKALOG_KAFKA_JARS"
-_MARKER = ".complete"
 # The jar that proves the download produced a broker (and not, say, an empty dir).
 _BROKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
 
@@ -138,39 +142,6 @@ def _pom_digest() -> str:
     return hashlib.sha256(_POM.read_bytes()).hexdigest()
 
 
-def _is_complete(libs: Path, digest: str) -> bool:
-    marker = libs / _MARKER
-    try:
-        return marker.read_text().strip() == digest and (libs / _BROKER_JAR).is_file()
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    """Exclusive fcntl lock on ``path``, acquired with a bounded poll (no blocking forever)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        wait_for(
-            lambda: _try_flock(fh),
-            timeout=timeout,
-            interval=0.25,
-            description=f"lock {path} (another process is downloading Kafka jars)",
-        )
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _try_flock(fh: IO[str]) -> bool:
-    try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
 def ensure_jars(timeout: float = 600.0) -> Path:
     """Return a directory holding the Kafka broker jars, downloading them if needed.
 
@@ -178,68 +149,37 @@ def ensure_jars(timeout: float = 600.0) -> Path:
     directory of jars without our ``.complete`` marker is used as is. Jars are resolved
     with Maven from ``tests/broker/pom.xml`` into a temporary sibling directory, marked
     complete and renamed into place, so an interrupted download is never reused; a
-    file lock serialises concurrent callers.
+    file lock serialises concurrent callers (see ``tests/cache_swap.py``).
     """
     libs = _jars_dir()
-    digest = _pom_digest()
-    if _is_complete(libs, digest):
-        return libs
-    if not (libs / _MARKER).exists() and any(libs.glob("*.jar")):
+    if not (libs / MARKER).exists() and any(libs.glob("*.jar")):
         # Jars we did not download (e.g. $KAFKALOG_KAFKA_JARS=<kafka dist>/libs): use
         # them as they are, and never replace or delete somebody else's directory.
         if not any(libs.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"{libs} holds jars but no kafka_2.13-*.jar broker jar")
         return libs
-    lock = libs.parent / f".{libs.name}.lock"
-    with _file_lock(lock, timeout=timeout):
-        # Somebody else may have finished the download while we waited for the lock.
-        if _is_complete(libs, digest):
-            return libs
-        # Holding the lock, nobody else is downloading: leftovers of interrupted runs
-        # (killed mid-download) can go.
-        for leftover in libs.parent.glob(f".{libs.name}-*-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven ('mvn') is not on PATH; it is needed once to download the Kafka "
-                f"{KAFKA_VERSION} jars (or point ${_JARS_ENV} at a directory of jars)."
-            )
-        staging = Path(tempfile.mkdtemp(prefix=f".{libs.name}-download-", dir=libs.parent))
-        try:
-            # pdeathsig: a Maven orphaned by a killed caller would keep writing into
-            # the staging dir after the next caller has started cleaning it up.
-            cmd = [
-                *_death_signal_prefix(), mvn, "-q", "-B", "-f", str(_POM),
-                "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
-                "-DincludeScope=runtime",
-            ]  # fmt: skip
-            try:
-                proc = subprocess.run(
-                    cmd, capture_output=True, text=True, timeout=timeout, check=False,
-                    stdin=subprocess.DEVNULL,
-                )  # fmt: skip
-            except subprocess.TimeoutExpired as exc:
-                raise BrokerError(f"Maven did not finish within {timeout:.0f}s: {cmd}") from exc
-            if proc.returncode != 0 or not (staging / _BROKER_JAR).is_file():
-                output = (proc.stdout + proc.stderr).strip()[-4000:]
-                raise BrokerError(
-                    f"Maven failed to fetch the Kafka {KAFKA_VERSION} jars "
-                    f"(exit {proc.returncode}): {' '.join(cmd)}\n{output}"
-                )
-            (staging / _MARKER).write_text(digest + "\n")
-            if libs.exists():
-                # A stale or half-written cache from an older pom / interrupted run:
-                # move it out of the way first, because rename() cannot replace a
-                # non-empty directory.
-                stale = Path(tempfile.mkdtemp(prefix=f".{libs.name}-stale-", dir=libs.parent))
-                libs.rename(stale / "libs")
-                shutil.rmtree(stale, ignore_errors=True)
-            staging.rename(libs)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    return libs
+    return fill_cache(libs, _pom_digest(), _BROKER_JAR, lambda staging: _maven(staging, timeout),
+                      timeout=timeout, what="another process is downloading Kafka jars")
+
+
+def _maven(staging: Path, timeout: float) -> None:
+    """Resolve the broker's jars from pom.xml into ``staging``."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            "Maven ('mvn') is not on PATH; it is needed once to download the Kafka "
+            f"{KAFKA_VERSION} jars (or point ${_JARS_ENV} at a directory of jars)."
+        )
+    # pdeathsig: a Maven orphaned by a killed caller would keep writing into the staging dir
+    # after the next caller has started cleaning it up.
+    cmd = [
+        *_death_signal_prefix(), mvn, "-q", "-B", "-f", str(_POM),
+        "dependency:copy-dependencies", f"-DoutputDirectory={staging}",
+        "-DincludeScope=runtime",
+    ]  # fmt: skip
+    run_maven(cmd, timeout=timeout, error=BrokerError)
+    if not (staging / _BROKER_JAR).is_file():
+        raise BrokerError(f"Maven ran but {staging} has no {_BROKER_JAR}: {' '.join(cmd)}")
 
 
 # --------------------------------------------------------------------------- processes

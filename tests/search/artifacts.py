@@ -19,18 +19,15 @@ OpenSearch 2.19.6 distribution has it) and is then used as it is.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
-import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from cache_swap import fill_cache, run_maven
 
 __all__ = [
     "MODULES",
@@ -43,7 +40,6 @@ __all__ = [
 OPENSEARCH_VERSION = "2.19.6"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _ENV = "KAFKALOG_OPENSEARCH_ARTIFACTS"
-_MARKER = ".complete"
 _SERVER_JAR = f"opensearch-{OPENSEARCH_VERSION}.jar"
 
 
@@ -181,15 +177,6 @@ def artifacts_dir() -> Path:
     return _REPO_ROOT / ".cache" / f"opensearch-{OPENSEARCH_VERSION}"
 
 
-def _is_complete(root: Path, digest: str) -> bool:
-    try:
-        return (root / _MARKER).read_text().strip() == digest and (
-            root / "lib" / _SERVER_JAR
-        ).is_file()
-    except OSError:
-        return False
-
-
 def ensure_artifacts(timeout: float = 900.0) -> Path:
     """Return the directory holding ``lib/`` and ``modules/``, downloading it if needed."""
     root = artifacts_dir()
@@ -197,28 +184,9 @@ def ensure_artifacts(timeout: float = 900.0) -> Path:
         if not (root / "lib").is_dir() or not (root / "modules").is_dir():
             raise ArtifactError(f"${_ENV}={root} has no lib/ and modules/ directories")
         return root
-    digest = _spec_digest()
-    if _is_complete(root, digest):
-        return root
-    with _file_lock(root.parent / f".{root.name}.lock", timeout=timeout):
-        if _is_complete(root, digest):  # somebody else finished while we waited
-            return root
-        for leftover in root.parent.glob(f".{root.name}-*"):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-download-", dir=root.parent))
-        try:
-            _download(staging, timeout)
-            (staging / _MARKER).write_text(digest + "\n")
-            if root.exists():
-                stale = Path(tempfile.mkdtemp(prefix=f".{root.name}-stale-", dir=root.parent))
-                root.rename(stale / "old")
-                shutil.rmtree(stale, ignore_errors=True)
-            staging.rename(root)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
-    return root
+    return fill_cache(root, _spec_digest(), f"lib/{_SERVER_JAR}",
+                      lambda staging: _download(staging, timeout), timeout=timeout,
+                      what="downloading OpenSearch", error=ArtifactError)
 
 
 def _mvn(args: list[str], timeout: float) -> None:
@@ -228,17 +196,7 @@ def _mvn(args: list[str], timeout: float) -> None:
             f"Maven ('mvn') is not on PATH; it is needed once to download OpenSearch "
             f"{OPENSEARCH_VERSION} (or point ${_ENV} at an unpacked distribution)"
         )
-    cmd = [mvn, "-q", "-B", *args]
-    try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, check=False,
-            stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired as exc:
-        raise ArtifactError(f"Maven did not finish within {timeout:.0f}s: {cmd}") from exc
-    if proc.returncode != 0:
-        output = (proc.stdout + proc.stderr).strip()[-4000:]
-        raise ArtifactError(f"Maven failed (exit {proc.returncode}): {' '.join(cmd)}\n{output}")
+    run_maven([mvn, "-q", "-B", *args], timeout=timeout, error=ArtifactError)
 
 
 def _download(staging: Path, timeout: float) -> None:
@@ -313,26 +271,3 @@ opensearch.version={version}
 extended.plugins={extended}
 has.native.controller=false
 """
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path, timeout: float) -> Iterator[None]:
-    """Exclusive fcntl lock on ``path``, taken with a bounded poll."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise ArtifactError(
-                        f"another process held {path} (downloading OpenSearch) for "
-                        f"{timeout:.0f}s"
-                    ) from None
-                time.sleep(0.25)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
