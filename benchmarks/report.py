@@ -122,9 +122,14 @@ def markdown(out: dict[str, Any]) -> str:
         parts += [
             "## 1. Caller-thread cost of one log call",
             "",
-            f"A tight loop of {caller['calls_per_run']:,} `log.info(\"user %s paid %d cents for"
-            " order %s\", ...)` calls on one thread, the broker up and each handler's background"
-            " thread running. Under the GIL, time the background thread spends in Python is"
+            f"A tight loop of {caller['calls_per_run']:,} log calls on one thread, the broker up"
+            " and each handler's background thread running. Three records: the plain one,"
+            " `log.info(\"user %s paid %d cents for order %s\", ...)`; the structured keyed one"
+            " (rows ending in \"structured keyed\"), `log.info(\"user %s did %d\", uid, n,"
+            " extra={\"uid\": uid, \"seq\": n})` into kafkalog with `key=\"uid\"` and the"
+            " default options; and a rich one (\"10 extras + bound\": ten extras, some nested,"
+            " and a field bound with `kafkalog.context`), each beside the same call into a"
+            " `NullHandler`. Under the GIL, time the background thread spends in Python is"
             " paid by the loop too, so this is the cost an application sees. The handlers take"
             f" turns: each of {caller['runs']} rounds (after a warm-up round) runs every handler"
             " once, and a ratio is the median of that handler's per-round ratios to"
