@@ -99,6 +99,7 @@ class NaiveKafkaHandler(logging.Handler):
         self._json = JsonFormatter()
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                        batch_size=16384, enable_idempotence=True)
+        self._closed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format and hand to kafka-python on the caller's thread."""
@@ -108,12 +109,15 @@ class NaiveKafkaHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
-        """Wait for kafka-python's buffer to drain."""
-        self._producer.flush(timeout=60)
+        """Wait for kafka-python's buffer to drain (nothing to wait for once closed)."""
+        if not self._closed:
+            self._producer.flush(timeout=60)
 
     def close(self) -> None:
-        """Close the producer."""
-        self._producer.close(timeout=10)
+        """Close the producer (idempotent: dictConfig and logging.shutdown close again)."""
+        if not self._closed:
+            self._closed = True
+            self._producer.close(timeout=10)
         super().close()
 
 
@@ -225,7 +229,17 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             h = logging.handlers.QueueHandler(q)
             listener = logging.handlers.QueueListener(q, logging.NullHandler())
             listener.start()
-            h.close = lambda: (listener.stop(), logging.Handler.close(h))  # type: ignore[method-assign]
+            stopped: list[bool] = []
+
+            def close() -> None:
+                # Idempotent, as handlers' close() is: logging.shutdown and dictConfig (in the
+                # throughput section) close every handler again.
+                if not stopped:
+                    stopped.append(True)
+                    listener.stop()
+                logging.Handler.close(h)
+
+            h.close = close  # type: ignore[method-assign]
             return h
 
         # Its worker sends 50 events per TCP connection and waits (polling every 50 ms) for the

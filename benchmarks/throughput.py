@@ -24,6 +24,7 @@ median of its per-round ratios, so that a slow spell of the shared machine falls
 
 from __future__ import annotations
 
+import gc
 import logging
 import logging.config
 import statistics
@@ -140,6 +141,7 @@ def structured_handlers(bootstrap: str, topics: dict[str, str], acks: str, codec
         }
         loggers[f"bench.throughput.structured.{topic}"] = {
             "handlers": [name], "level": "INFO", "propagate": False}
+    gc.collect()  # handlers of earlier sections that are garbage: not closed once more
     logging.config.dictConfig({"version": 1, "disable_existing_loggers": False,
                                "handlers": handlers, "loggers": loggers})
     return {name: logging.getLogger(f"bench.throughput.structured.{topic}")
