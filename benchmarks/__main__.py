@@ -4,7 +4,7 @@
     python -m benchmarks --quick    # under a minute: prints the caller-cost and throughput
                                     # ratios, both transports, plain and structured records
     python -m benchmarks --sections caller,throughput
-                                    # those two sections in full (about 10 minutes); updates
+                                    # those two sections in full (about 7 minutes); updates
                                     # them, and the targets, in suite.json and the page
     python -m benchmarks --sections ship --out benchmarks/results/ship.json
                                     # kafkalog ship beside kcat and rsyslog (about a minute)
