@@ -48,7 +48,7 @@ def _fmt(value: float, digits: int = 2) -> str:
 
 def chart(out: dict[str, Any], path: Path) -> None:
     """Two panels: caller cost per handler, and throughput per implementation and setting."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 6.5))
     caller = out["caller_cost"]["results"]
     names = list(caller)
     left.barh(names, [caller[n]["median"] for n in names],
@@ -73,8 +73,8 @@ def chart(out: dict[str, Any], path: Path) -> None:
     right.set_xticks([j + width * (len(impls) - 1) / 2 for j in range(len(configs))])
     right.set_xticklabels(list(configs))
     right.set_ylabel("thousand records/s acknowledged (median; higher is better)")
-    right.set_title("2. Sustained throughput, 300-byte JSON records")
-    right.legend(fontsize="small")
+    right.set_title("2. Sustained throughput, records acknowledged")
+    right.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
