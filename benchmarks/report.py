@@ -337,17 +337,19 @@ def _write_part(heading: str, lines: list[str]) -> None:
 
 
 def write_suite(suite: dict[str, Any]) -> None:
-    """Make the page's head, targets, sections 1-5 and chart again from ``suite.json``, and
-    keep the ship and sink sections and the findings as they are."""
+    """Make the page's head, targets, sections 1-5 and chart again from ``suite.json``, keep
+    its ship and sink sections as they are, and append the findings (``analysis.md``)."""
     text = DOC.read_text() if DOC.exists() else ""
-    starts = [at for at in (text.find(SHIP_HEADING + "\n"), text.find(sink_report.HEADING + "\n"),
-                            text.find(ANALYSIS.read_text().split("\n", 1)[0] + "\n"))
+    findings = ANALYSIS.read_text()
+    end = text.find(findings.split("\n", 1)[0] + "\n")
+    text = text if end < 0 else text[:end]
+    starts = [at for at in (text.find(SHIP_HEADING + "\n"), text.find(sink_report.HEADING + "\n"))
               if at >= 0]
-    kept = text[min(starts):] if starts else ANALYSIS.read_text()
+    kept = text[min(starts):].rstrip("\n") + "\n\n" if starts else ""
     core = {key: value for key, value in suite.items() if key not in ("ship", "sink")}
     if "caller_cost" in core and "throughput" in core:
         chart(core, CHART)
-    DOC.write_text(markdown(core) + "\n" + kept)
+    DOC.write_text(markdown(core) + "\n" + kept + findings)
     print(f"wrote {DOC} (ship and sink sections kept)")
 
 
