@@ -1,7 +1,11 @@
 """The benchmark suite: kafkalog against the alternatives, against a real local broker.
 
     python -m benchmarks            # the full suite (about 9 minutes); writes the results
-    python -m benchmarks --quick    # seconds: prints the caller-cost and throughput ratios
+    python -m benchmarks --quick    # under a minute: prints the caller-cost and throughput
+                                    # ratios, both transports, plain and structured records
+    python -m benchmarks --sections caller,throughput
+                                    # those two sections in full (about 7 minutes); updates
+                                    # them, and the targets, in suite.json and the page
     python -m benchmarks --sections ship --out benchmarks/results/ship.json
                                     # kafkalog ship beside kcat and rsyslog (about a minute)
     python -m benchmarks --sections sink --out benchmarks/results/sink.json
@@ -10,9 +14,11 @@
 
 A broker is started for the run (tests/broker/kraft.py) unless ``KAFKALOG_BOOTSTRAP_SERVERS``
 names one. The full suite writes ``benchmarks/results/suite.json``, ``docs/performance.md`` and
-``docs/img/performance.png``; ``--quick`` writes nothing unless given ``--out``, and a run of
-some ``--sections`` writes only its JSON (by default ``benchmarks/results/<sections>.json``)
-and, when it includes ``ship`` or ``sink``, that section of ``docs/performance.md``.
+``docs/img/performance.png``; ``--quick`` writes nothing unless given ``--out``. A run of some
+``--sections`` writes its JSON (by default ``benchmarks/results/<sections>.json``); the
+sections of it among caller, throughput, latency and memory also replace theirs in
+``suite.json``, and the page's tables, targets and chart are made again from that (each section
+says when it was measured); ``ship`` and ``sink`` replace their own sections of the page.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +37,13 @@ import kafka
 
 import kafkalog
 from benchmarks import caller_cost, latency, memory, report, ship, sink, throughput
-from benchmarks.harness import ROOT, Settings, broker
+from benchmarks.harness import ROOT, Settings, broker, load_average
 
 SECTIONS = ("caller", "throughput", "latency", "memory", "ship", "sink")
+# The sections whose results live in suite.json (ship and sink keep their own JSON).
+SUITE_KEYS = {"caller": "caller_cost", "throughput": "throughput", "latency": "latency",
+              "memory": "memory"}
+SUITE = ROOT / "benchmarks" / "results" / "suite.json"
 
 
 def environment() -> dict[str, Any]:
@@ -62,12 +73,33 @@ def sink_section(bootstrap: str) -> dict[str, Any]:
         return {"skipped": str(exc)}
 
 
+def stamped(section: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a section; its results with when it ran, for how long and how busy the machine
+    was (the load average before and after: it is shared with other work)."""
+    before, started = load_average(), time.monotonic()
+    result = section()
+    result["measured"] = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": round(time.monotonic() - started),
+        "load_average": {"before": before, "after": load_average()},
+    }
+    return result
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write a results JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the sections asked for; print each figure as it comes."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="seconds-long check: kafkalog vs NullHandler and vs raw kafka-python")
+                        help="a check of under a minute: kafkalog against NullHandler and the raw "
+                             "clients")
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=None,
@@ -83,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     with broker() as bootstrap:
         if "caller" in wanted:
             print("1. caller-thread cost per log call", flush=True)
-            out["caller_cost"] = caller_cost.run(bootstrap, settings, only_kafkalog=args.quick)
+            out["caller_cost"] = stamped(lambda: caller_cost.run(
+                bootstrap, settings, only_kafkalog=args.quick))
         if "throughput" in wanted:
             print("2./3. throughput and CPU per 100k records", flush=True)
-            out["throughput"] = throughput.run(bootstrap, settings,
-                                               only_kafka_python=args.quick)
+            out["throughput"] = stamped(lambda: throughput.run(bootstrap, settings))
         if "latency" in wanted and not args.quick:
             print("4. latency, log call -> broker, at a steady rate", flush=True)
-            out["latency"] = latency.run(bootstrap, settings)
+            out["latency"] = stamped(lambda: latency.run(bootstrap, settings))
         if "ship" in wanted and not args.quick:
             print(f"6. kafkalog ship: catching up on a {ship.file_mb():g} MB nginx log, "
                   "beside kcat and rsyslog", flush=True)
@@ -101,19 +133,28 @@ def main(argv: list[str] | None = None) -> int:
             out["sink"] = sink_section(bootstrap)
     if "memory" in wanted and not args.quick:
         print("5. peak RSS with the broker down", flush=True)
-        out["memory"] = memory.run(settings)
+        out["memory"] = stamped(lambda: memory.run(settings))
     print(report.summary_lines(out), flush=True)
     whole = set(wanted) == set(SECTIONS)
-    name = "suite" if whole else "-".join(wanted)  # a part never replaces the whole's JSON
-    target = args.out or (None if args.quick else ROOT / "benchmarks" / "results" / f"{name}.json")
+    name = "suite" if whole else "-".join(wanted)
+    own = not args.quick and (whole or not set(wanted) <= set(SUITE_KEYS))
+    # A run of suite.json's sections alone is kept there (below), not in a JSON of its own.
+    target = args.out or (ROOT / "benchmarks" / "results" / f"{name}.json" if own else None)
     if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
-        print(f"wrote {target}")
-        if not args.quick and whole:
-            report.write(out)  # only a whole run replaces the published page
-        else:
-            report.write_sections(out)  # ship's and sink's own sections, the rest left as is
+        save(target, out)
+    if args.quick:
+        return 0
+    if whole:
+        report.write(out)
+        return 0
+    keys = [SUITE_KEYS[s] for s in wanted if s in SUITE_KEYS]
+    if keys:  # those sections of the last full run replaced, the others kept
+        suite = json.loads(SUITE.read_text()) if SUITE.exists() else {"quick": False}
+        suite["environment"] = out["environment"]
+        suite.update({key: out[key] for key in keys})
+        save(SUITE, suite)
+        report.write_suite(suite)
+    report.write_sections(out)  # ship's and sink's own sections, the rest left as is
     return 0
 
 

@@ -99,6 +99,7 @@ class NaiveKafkaHandler(logging.Handler):
         self._json = JsonFormatter()
         self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                        batch_size=16384, enable_idempotence=True)
+        self._closed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         """Format and hand to kafka-python on the caller's thread."""
@@ -108,12 +109,15 @@ class NaiveKafkaHandler(logging.Handler):
             self.handleError(record)
 
     def flush(self) -> None:
-        """Wait for kafka-python's buffer to drain."""
-        self._producer.flush(timeout=60)
+        """Wait for kafka-python's buffer to drain (nothing to wait for once closed)."""
+        if not self._closed:
+            self._producer.flush(timeout=60)
 
     def close(self) -> None:
-        """Close the producer."""
-        self._producer.close(timeout=10)
+        """Close the producer (idempotent: dictConfig and logging.shutdown close again)."""
+        if not self._closed:
+            self._closed = True
+            self._producer.close(timeout=10)
         super().close()
 
 
@@ -206,7 +210,8 @@ def interleaved(loops: dict[str, Loop], warmup: int, runs: int) -> dict[str, lis
 
 
 def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> dict[str, Any]:
-    """Every handler's µs per call and ratio to NullHandler."""
+    """Every handler's µs per call and ratio to NullHandler (``only_kafkalog``: NullHandler
+    and kafkalog alone, with every transport)."""
     topic = new_topic(bootstrap, "caller")
     rows: dict[str, Any] = {}
     skipped: dict[str, str] = {}
@@ -224,7 +229,17 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
             h = logging.handlers.QueueHandler(q)
             listener = logging.handlers.QueueListener(q, logging.NullHandler())
             listener.start()
-            h.close = lambda: (listener.stop(), logging.Handler.close(h))  # type: ignore[method-assign]
+            stopped: list[bool] = []
+
+            def close() -> None:
+                # Idempotent, as handlers' close() is: logging.shutdown and dictConfig (in the
+                # throughput section) close every handler again.
+                if not stopped:
+                    stopped.append(True)
+                    listener.stop()
+                logging.Handler.close(h)
+
+            h.close = close  # type: ignore[method-assign]
             return h
 
         # Its worker sends 50 events per TCP connection and waits (polling every 50 ms) for the
@@ -242,7 +257,7 @@ def run(bootstrap: str, settings: Settings, *, only_kafkalog: bool = False) -> d
                     "127.0.0.1", sink_port, database_path=None),
                 "naive KafkaProducer.send": lambda: NaiveKafkaHandler(bootstrap, topic),
             })
-        transports = kafkalog_transports() if not only_kafkalog else {"kafka-python": None}
+        transports = kafkalog_transports()  # both, in --quick too
         for name, why_not in transports.items():
             if why_not is not None:
                 skipped[f"kafkalog ({name})"] = why_not

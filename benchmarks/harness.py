@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from broker.kraft import KafkaBroker, consume, create_topic  # noqa: E402
 
-__all__ = ["ROOT", "Settings", "broker", "consume", "new_topic", "repeat", "summary"]
+__all__ = ["ROOT", "Settings", "broker", "consume", "load_average", "new_topic", "repeat",
+           "summary"]
 
 # The log call every section makes: one enabled INFO record with two arguments and one extra.
 MESSAGE = "user %s paid %d cents for order %s"
@@ -75,6 +76,11 @@ def repeat(measure: Callable[[], float], warmup: int, runs: int) -> list[float]:
     for _ in range(warmup):
         measure()
     return [measure() for _ in range(runs)]
+
+
+def load_average() -> list[float]:
+    """The machine's load average over 1, 5 and 15 minutes (it is shared: say how busy)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def cpu_seconds() -> float:
