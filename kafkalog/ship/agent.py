@@ -22,6 +22,7 @@ from typing import Any
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.pipeline import Pipeline, TransportFactory
 from kafkalog.ship.building import Built, InputRecords
+from kafkalog.ship.cadence import Cadence
 from kafkalog.ship.config import InputConfig, ShipConfig
 from kafkalog.ship.discovery import Discovery
 from kafkalog.ship.files import FileId
@@ -30,15 +31,10 @@ from kafkalog.ship.parsers import parser_for
 from kafkalog.ship.record import RecordBuilder, source_id
 from kafkalog.ship.registry import FileState, Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail, per_file
+from kafkalog.ship.watch import ChangeWatcher
 
 # Lines longer than this are cut by the reader (and then to the record's limit, flagged).
 LONG_LINE_CUT_BYTES = 1024 * 1024
-# How often every open file is looked at (read, truncation, multi-line timeout) when quiet.
-IDLE_POLL_S = 0.1
-# A file with new lines in the last ACTIVE_S is looked at every ACTIVE_POLL_S: a line appended
-# to a busy file waits about 10 ms, without polling a thousand quiet files 100 times a second.
-ACTIVE_POLL_S = 0.01
-ACTIVE_S = 1.0
 # Room left in a request for the batch and record headers and the key (as the handler leaves).
 RECORD_OVERHEAD_BYTES = 1024
 
@@ -90,10 +86,11 @@ class ShipAgent:
         self._reload_to: ShipConfig | None = None
         self._first_start = True
         self._dirty = False
-        self._last_data = -ACTIVE_S  # when a file last had new lines (clock)
+        self._watcher = ChangeWatcher(None)  # started by run()
+        self._cadence = Cadence(self._watcher, scan_interval_s=1.0, commit_interval_s=1.0)
         self.counters: dict[str, int] = dict.fromkeys(
             ("lines", "events", "bytes", "refused", "truncations", "long_lines",
-             "files_opened", "files_closed", "registry_saves", "reloads"), 0)
+             "files_opened", "files_closed", "registry_saves", "reloads", "scans"), 0)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -146,28 +143,27 @@ class ShipAgent:
         """Ship until ``stop`` is set, then stop cleanly: flush, spill what cannot go, commit."""
         self._load_registry()
         self._build_inputs()
-        next_scan = next_save = next_all = 0.0
+        self._watcher = ChangeWatcher.start(self._config.inotify)
+        cadence = self._cadence = Cadence(
+            self._watcher, scan_interval_s=self._config.scan_interval_ms / 1000,
+            commit_interval_s=self._config.commit_interval_ms / 1000)
         _LIVE.add(self)
         try:
             while not stop.is_set():
                 if self._reload_to is not None:
                     self._reload(self._reload_to)
-                now = self._clock()
-                if now >= next_scan:
+                    cadence.scan_soon()  # the new inputs' files
+                turn = cadence.turn(self._clock())
+                if turn.scan:
                     self._scan()
-                    next_scan = now + self._config.scan_interval_ms / 1000
-                every = now >= next_all  # else only the files with new lines of late
-                busy = self._read_all(None if every else now - ACTIVE_S)
-                if every:
-                    next_all = now + IDLE_POLL_S
+                busy = self._read_all(cadence.due(turn, self._follows), turn.now)
+                if turn.every:
                     self._commit()
                     self._close_finished()
-                if now >= next_save:
+                if turn.save:
                     self._save()
-                    next_save = now + self._config.commit_interval_ms / 1000
                 if not busy:
-                    active = self._last_data > now - ACTIVE_S
-                    stop.wait(ACTIVE_POLL_S if active else max(0.0, next_all - now))
+                    cadence.wait(stop, turn.now)
         finally:
             _LIVE.discard(self)
             self._shutdown()
@@ -188,6 +184,7 @@ class ShipAgent:
     def _scan(self) -> None:
         """Find the files of every input; open new ones, notice rotations and deletions."""
         seen: set[FileKey] = set()
+        self.counters["scans"] += 1
         for inp in self._inputs.values():
             for path, fid in inp.discovery.scan().items():
                 key = (fid.dev, fid.ino)
@@ -208,6 +205,7 @@ class ShipAgent:
         for key, follow in self._follows.items():
             follow.gone = key not in seen  # rotated away or deleted: drain, then close
         self._first_start = False
+        self._watcher.watch_dirs([inp.discovery for inp in self._inputs.values()])
 
     def _still_resting(self, key: FileKey, path: Path, fid: FileId) -> bool:
         """Whether ``path`` is a file closed as inactive that has not changed since: it stays
@@ -252,49 +250,56 @@ class ShipAgent:
             truncations=truncations,
             last_data=self._clock(),
         )
+        self._watcher.watch_file(key, tail.fileno(), str(path))
+        self._cadence.hot.add(key)  # read it now, and whatever was appended before the watch
         self.counters["files_opened"] += 1
         self._dirty = True
 
-    def _read_all(self, since: float | None) -> bool:
-        """One turn over the open files (those with new lines after ``since``, if given);
-        True if any had new lines."""
+    def _read_all(self, keys: list[FileKey], now: float) -> bool:
+        """One turn over the open files ``keys``; True if any had new lines."""
         busy = False
-        for follow in list(self._follows.values()):
-            inp = self._inputs.get(follow.input_name)
-            if inp is None or (since is not None and follow.last_data < since):
+        for key in keys:
+            follow = self._follows.get(key)
+            inp = None if follow is None else self._inputs.get(follow.input_name)
+            if follow is None or inp is None:
                 continue
-            backlog = follow.backlog
-            if backlog is not None and not self._offer(inp, follow, backlog):
-                # Queue full: read no more of this file (and idle unless some of it went in).
-                busy = busy or follow.backlog is not backlog
-                continue
-            tail = follow.tail
-            lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
-            if not lines:
-                if tail.check_truncated():
-                    self._truncated(follow)
-                events = follow.joiner.flush_due()
-                if events:
-                    self._offer(inp, follow, self._events(inp, follow, events))
-                continue
-            busy = True
-            follow.last_data = self._last_data = self._clock()
-            follow.fed_end = offsets[-1]
-            self.counters["lines"] += len(lines)
-            self.counters["bytes"] += offsets[-1] - offsets[0]
-            built = None
-            if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
-                built = inp.records.of_lines(lines, offsets, path=str(tail.path),
-                                             ino=tail.fid.ino, source=follow.source,
-                                             read_time=self._wall())
-            if built is None:
-                events = follow.joiner.feed_lines(
-                    zip(lines, offsets, islice(offsets, 1, None), strict=False))
-                if not events:
-                    continue
-                built = self._events(inp, follow, events)
-            self._offer(inp, follow, built)
+            read = self._read_one(inp, follow)
+            self._cadence.read(key, follow, read, now)
+            busy = busy or read
         return busy
+
+    def _read_one(self, inp: _Input, follow: Follow) -> bool:
+        """Read what is new in ``follow`` and offer its records; True if it had new lines
+        or part of its backlog went in."""
+        backlog = follow.backlog
+        if backlog is not None and not self._offer(inp, follow, backlog):
+            # Queue full: read no more of this file (and idle unless some of it went in).
+            return follow.backlog is not backlog
+        tail = follow.tail
+        lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
+        if not lines:
+            if tail.check_truncated():
+                self._truncated(follow)
+            events = follow.joiner.flush_due()
+            if events:
+                self._offer(inp, follow, self._events(inp, follow, events))
+            return False
+        follow.last_data = self._clock()
+        follow.fed_end = offsets[-1]
+        self.counters["lines"] += len(lines)
+        self.counters["bytes"] += offsets[-1] - offsets[0]
+        built = None
+        if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
+            built = inp.records.of_lines(lines, offsets, path=str(tail.path), ino=tail.fid.ino,
+                                         source=follow.source, read_time=self._wall())
+        if built is None:
+            events = follow.joiner.feed_lines(
+                zip(lines, offsets, islice(offsets, 1, None), strict=False))
+            if not events:
+                return True
+            built = self._events(inp, follow, events)
+        self._offer(inp, follow, built)
+        return True
 
     def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
         """The records of ``events``, built one by one."""
@@ -352,16 +357,18 @@ class ShipAgent:
     def _rest(self, key: FileKey, follow: Follow) -> None:
         """Close ``follow`` and keep its committed offset (it may be opened again)."""
         self._resting[key] = follow.state()
-        follow.tail.close()
-        del self._follows[key]
-        self.counters["files_closed"] += 1
-        self._dirty = True
+        self._close(key, follow)
 
     def _forget(self, key: FileKey, follow: Follow) -> None:
         """Close ``follow`` for good (rotated away and drained, deleted, or inode reused)."""
+        self._close(key, follow)
+        self._resting.pop(key, None)
+
+    def _close(self, key: FileKey, follow: Follow) -> None:
+        self._watcher.unwatch_file(key)
+        self._cadence.hot.discard(key)
         follow.tail.close()
         del self._follows[key]
-        self._resting.pop(key, None)
         self.counters["files_closed"] += 1
         self._dirty = True
 
@@ -384,6 +391,7 @@ class ShipAgent:
         self._save()
         for key, follow in list(self._follows.items()):
             self._rest(key, follow)
+        self._watcher.close()
         self._registry.close()
 
     # -- counters ----------------------------------------------------------------------------
@@ -396,5 +404,6 @@ class ShipAgent:
             "files": len(files),
             "lag_bytes": sum(f["lag_bytes"] for f in files.values()),
             "per_file": files,
+            "inotify": {"active": self._watcher.active, **self._watcher.counters},
             "pipelines": {topic: p.stats() for topic, p in self._pipelines.items()},
         }
