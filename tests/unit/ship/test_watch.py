@@ -288,3 +288,30 @@ def test_a_hot_file_is_polled_quickly_and_a_quiet_agent_waits_until_the_next_loo
     cadence.hot.add((1, 1))
     cadence.wait(threading.Event(), 0.03)
     assert waits == [pytest.approx(IDLE_POLL_S - 0.03), ACTIVE_POLL_S]
+
+
+# -- which directories a discovery looks in ----------------------------------------------
+
+
+def test_directories_cover_the_literal_directory_and_those_wildcards_reach(
+        tmp_path: Path) -> None:
+    for sub in ("a", "a/deep", "b"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "a" / "deep" / "x.log").write_bytes(b"")
+    (tmp_path / "link").symlink_to(tmp_path / "b")
+    discovery = Discovery([str(tmp_path / "**" / "*.log")])
+    discovery.scan()
+    assert discovery.directories() == {str(tmp_path), str(tmp_path / "a"),
+                                       str(tmp_path / "a" / "deep"), str(tmp_path / "b")}, \
+        "not through the symlink"
+    flat = Discovery([str(tmp_path / "a" / "*.log")])
+    assert flat.directories() == {str(tmp_path / "a")}
+
+
+def test_may_match_is_true_for_every_name_a_glob_could_match() -> None:
+    discovery = Discovery(["/var/log/app/*.log", "/var/log/**/x-*"], ["*.gz"])
+    assert discovery.may_match("b.log")
+    assert discovery.may_match("x-1.gz.log")
+    assert not discovery.may_match("x-1.gz"), "excluded"
+    assert not discovery.may_match("b.txt")
+    assert Discovery(["/srv/**"]).may_match("anything")
