@@ -224,8 +224,16 @@ def test_inotify_can_be_turned_off() -> None:
 # -- the loop's cadence ------------------------------------------------------------------
 
 
+class FakeTail:
+    def __init__(self) -> None:
+        self.eof = True
+
+    def at_eof(self) -> bool:
+        return self.eof
+
+
 def follow(last_data: float = -10.0) -> Follow:
-    return Follow(tail=None, input_name="t",  # type: ignore[arg-type]
+    return Follow(tail=FakeTail(), input_name="t",  # type: ignore[arg-type]
                   joiner=Joiner(None, max_bytes=1000), source="s", committed=0,
                   last_data=last_data)
 
@@ -260,9 +268,12 @@ def test_with_inotify_only_changed_and_hot_files_are_read_between_sweeps(
     assert not turn.every and cadence.due(turn, follows) == []
     fake.queue(fake.wd_of("/nowhere/2.log"), IN_MODIFY)
     assert cadence.due(cadence.turn(0.02), follows) == [(1, 2)]
+    follows[(1, 2)].tail.eof = False  # type: ignore[attr-defined]
     cadence.read((1, 2), follows[(1, 2)], True, 0.02)
-    assert cadence.due(cadence.turn(0.03), follows) == [(1, 2)], "read again until drained"
-    cadence.read((1, 2), follows[(1, 2)], False, 0.03)
+    assert cadence.due(cadence.turn(0.03), follows) == [(1, 2)], "read again: more to read"
+    follows[(1, 2)].tail.eof = True  # type: ignore[attr-defined]
+    cadence.read((1, 2), follows[(1, 2)], True, 0.03)
+    assert cadence.due(cadence.turn(0.04), follows) == [], "read to its end: wait for inotify"
     turn = cadence.turn(IDLE_POLL_S)
     assert turn.every and not turn.sweep
     assert cadence.due(turn, follows) == [(1, 4)], "the unwatched file is polled"
