@@ -3,6 +3,7 @@ its output is not a terminal."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import re
@@ -61,6 +62,7 @@ def signals_kept() -> Iterator[None]:
     yield
     for number, handler in kept.items():
         signal.signal(number, handler)
+    gc.unfreeze()  # run() freezes what start-up made: here, the test session's objects
 
 
 @pytest.mark.parametrize("terminal", [False, True])
