@@ -21,32 +21,19 @@ from typing import Any
 
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.pipeline import Pipeline, TransportFactory
-from kafkalog.ship.building import Built, InputRecords
+from kafkalog.ship.building import Built
 from kafkalog.ship.cadence import Cadence
-from kafkalog.ship.config import InputConfig, ShipConfig
-from kafkalog.ship.discovery import Discovery
+from kafkalog.ship.config import ShipConfig
 from kafkalog.ship.files import FileId
+from kafkalog.ship.inputs import Input, build_inputs
 from kafkalog.ship.multiline import Event, Joiner
-from kafkalog.ship.parsers import parser_for
-from kafkalog.ship.record import RecordBuilder, source_id
+from kafkalog.ship.record import source_id
 from kafkalog.ship.registry import FileState, Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail, per_file
 from kafkalog.ship.watch import ChangeWatcher
 
 # Lines longer than this are cut by the reader (and then to the record's limit, flagged).
 LONG_LINE_CUT_BYTES = 1024 * 1024
-# Room left in a request for the batch and record headers and the key (as the handler leaves).
-RECORD_OVERHEAD_BYTES = 1024
-
-
-@dataclasses.dataclass
-class _Input:
-    """An input's runtime parts: what finds its files and how their events become records."""
-
-    config: InputConfig
-    discovery: Discovery
-    records: InputRecords
-    pipeline: Pipeline
 
 
 _LIVE: weakref.WeakSet[ShipAgent] = weakref.WeakSet()
@@ -79,7 +66,7 @@ class ShipAgent:
         self._warnings = RateLimitedWarnings()
         self._registry = Registry(config.state_dir, on_corrupt=config.registry_on_corrupt)
         self._pipelines: dict[str, Pipeline] = {}
-        self._inputs: dict[str, _Input] = {}
+        self._inputs: dict[str, Input] = {}
         self._follows: dict[FileKey, Follow] = {}
         # Committed states of files not open now (inactive, or of inputs not configured now).
         self._resting: dict[FileKey, FileState] = {}
@@ -103,22 +90,7 @@ class ShipAgent:
         return pipeline
 
     def _build_inputs(self) -> None:
-        inputs: dict[str, _Input] = {}
-        for each in self._config.inputs:
-            pipeline = self._pipeline(each.topic)
-            max_bytes = pipeline.config.max_request_size - RECORD_OVERHEAD_BYTES
-            builder = RecordBuilder(schema=each.schema, static_fields=each.static_fields,
-                                    max_bytes=max_bytes, json_fields=each.format == "json")
-            inputs[each.name] = _Input(
-                config=each,
-                discovery=Discovery(each.paths, each.exclude,
-                                    follow_symlinks=each.follow_symlinks),
-                records=InputRecords(parser=parser_for(each.format), builder=builder,
-                                     format=each.format, key=each.key,
-                                     multiline=each.multiline),
-                pipeline=pipeline,
-            )
-        self._inputs = inputs
+        self._inputs = build_inputs(self._config.inputs, self._pipeline)
 
     def _load_registry(self) -> None:
         registry = self._registry
@@ -128,7 +100,7 @@ class ShipAgent:
         for state in states:
             self._resting[(state.dev, state.ino)] = state
 
-    def _read_from(self, inp: _Input) -> str:
+    def _read_from(self, inp: Input) -> str:
         """Where a file found at the first start begins: the input's ``read_from``, unless
         the registry was unusable and its ``registry_on_corrupt`` policy says otherwise."""
         return self._registry.start_from or inp.config.read_from
@@ -219,7 +191,7 @@ class ShipAgent:
         except OSError:
             return True  # gone meanwhile: nothing to open
 
-    def _open(self, inp: _Input, path: Path, fid: FileId) -> None:
+    def _open(self, inp: Input, path: Path, fid: FileId) -> None:
         key = (fid.dev, fid.ino)
         if len(self._follows) >= self._config.max_open_files:
             self._warnings.warn("max-open", "kafkalog ship: max_open_files (%d) reached; %s "
@@ -268,7 +240,7 @@ class ShipAgent:
             busy = busy or read
         return busy
 
-    def _read_one(self, inp: _Input, follow: Follow) -> bool:
+    def _read_one(self, inp: Input, follow: Follow) -> bool:
         """Read what is new in ``follow`` and offer its records; True if it had new lines
         or part of its backlog went in."""
         backlog = follow.backlog
@@ -301,14 +273,14 @@ class ShipAgent:
         self._offer(inp, follow, built)
         return True
 
-    def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
+    def _events(self, inp: Input, follow: Follow, events: list[Event]) -> Built:
         """The records of ``events``, built one by one."""
         self.counters["long_lines"] += sum(event.truncated for event in events)
         return inp.records.of_events(events, path=str(follow.tail.path),
                                      ino=follow.tail.fid.ino, source=follow.source,
                                      read_time=self._wall())
 
-    def _offer(self, inp: _Input, follow: Follow, built: Built) -> bool:
+    def _offer(self, inp: Input, follow: Follow, built: Built) -> bool:
         """Submit ``built`` in order; True if all were accepted. The rest wait in the file's
         backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
         count, last = inp.pipeline.submit_many(built.values, built.keys)
