@@ -131,6 +131,7 @@ class ShipAgent:
                 busy = self._read_all(cadence.due(turn, self._follows), turn.now)
                 if turn.every:
                     self._commit()
+                if turn.sweep:
                     self._close_finished()
                 if turn.save:
                     self._save()
@@ -310,6 +311,8 @@ class ShipAgent:
     def _commit(self) -> None:
         """Advance each file's committed offset as far as its resolved records allow."""
         for follow in self._follows.values():
+            if not follow.pending and follow.committed == follow.fed_end:
+                continue  # all it read is committed: nothing can move (most files, idle)
             inp = self._inputs.get(follow.input_name)
             if inp is not None and follow.advance(inp.pipeline.resolved()):
                 self._dirty = True

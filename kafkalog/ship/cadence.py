@@ -44,8 +44,8 @@ class Turn:
 
     now: float
     scan: bool
-    every: bool  # commit, close what is finished, read the polled files
-    sweep: bool  # read every open file
+    every: bool  # commit, read the polled files
+    sweep: bool  # read every open file, close what is finished
     save: bool
     changes: Changes
 
@@ -64,6 +64,7 @@ class Cadence:
         self._save_s = commit_interval_s
         self._next_scan = self._next_all = self._next_sweep = self._next_save = 0.0
         self.hot: set[FileKey] = set()
+        self._waiting: set[FileKey] = set()  # an unfinished multi-line event times out
         self._lines_at = float("-inf")  # when a turn last read new lines of a watched file
 
     def scan_soon(self) -> None:
@@ -92,11 +93,11 @@ class Cadence:
             due = set(follows)
         else:
             due = self.hot | turn.changes.modified
-            if turn.every:
-                watches = self._watcher.watches
-                due.update(key for key, follow in follows.items() if not watches(key)
-                           or follow.backlog is not None or follow.joiner.pending_start is not None)
+            if turn.every:  # set operations: no turn of Python over a thousand quiet files
+                due |= self._watcher.unwatched(follows.keys())
+                due |= self._waiting
         self.hot = set()
+        self._waiting = set()
         return list(due)
 
     def read(self, key: FileKey, follow: Follow, had_lines: bool, now: float) -> None:
@@ -104,6 +105,8 @@ class Cadence:
 
         A watched file read to its end is not read again until inotify tells of more: the
         appends made since the read was done are in the next turn's changes."""
+        if follow.joiner.pending_start is not None:
+            self._waiting.add(key)
         if follow.backlog is not None:
             self.hot.add(key)
         elif self._watcher.watches(key):

@@ -15,7 +15,7 @@ import dataclasses
 import os
 import select
 import threading
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.ship.discovery import Discovery
@@ -99,6 +99,10 @@ class ChangeWatcher:
     def watches(self, key: FileKey) -> bool:
         """Whether the file ``key`` is watched (an unwatched one must be polled)."""
         return key in self._files
+
+    def unwatched(self, keys: Set[FileKey]) -> Set[FileKey]:
+        """Those of ``keys`` that are not watched (all of them when inactive)."""
+        return keys - self._files.keys()
 
     def watch_dirs(self, discoveries: Sequence[Discovery]) -> None:
         """Watch exactly the directories ``discoveries`` look in, from now on (one that
