@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from broker.kraft import KafkaBroker
-from ship_harness import append, check, config, lines, log_file, running, wait_for
+from ship_harness import (
+    append,
+    check,
+    config,
+    lines,
+    log_file,
+    running,
+    wait_for,
+    write_while_rotating,
+)
 
 from kafkalog.ship.registry import Registry
 
@@ -59,32 +66,13 @@ def test_rename_rotation_with_inotify_loses_and_repeats_nothing(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     live = log_file(tmp_path)
-    logs = live.parent
     topic = new_topic()
     cfg = config(tmp_path, topic, kafka_broker.bootstrap, paths=[str(live)],
                  scan_interval_ms=NO_SCAN_MS)
-    written = 0
-    stop_writing = threading.Event()
-
-    def writer() -> None:
-        nonlocal written
-        while not stop_writing.is_set():
-            append(live, lines(written, written + 50))
-            written += 50
-            time.sleep(0.01)
-
     with running(cfg) as agent:
         wait_for(lambda: agent.stats()["scans"] >= 1, what="the first scan")
         assert agent.stats()["inotify"]["active"]
-        thread = threading.Thread(target=writer)
-        thread.start()
-        for round_ in range(ROTATION_ROUNDS):
-            time.sleep(0.5)  # the writer's pace: rotations half a second apart
-            live.rename(logs / f"app.log.{round_}")  # the writer's next append creates a new one
-        stop_writing.set()
-        thread.join()
-        append(live, lines(written, written + 50))
-        total = written + 50
+        total = write_while_rotating(live, ROTATION_ROUNDS)
         wait_for(lambda: agent.stats()["events"] == total, what="every line read")
         wait_for(lambda: committed(tmp_path).get(str(live), -1) == live.stat().st_size,
                  what="the live file committed")

@@ -1,19 +1,19 @@
 """The file agent with inotify: with its clock stopped (no timer ever comes due again after
-the first turn), a new file, an append, a rename rotation and a deletion are still noticed,
-through inotify alone; without inotify the agent falls back to scanning."""
+the first turn), a new file, an append and a rename rotation are still noticed, through
+inotify alone; a deletion is, long before the periodic scan; without inotify the agent falls
+back to scanning."""
 
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from ship_harness import running, wait_for
 
 from kafkalog.ship import watch
 from kafkalog.ship.agent import ShipAgent
@@ -34,26 +34,6 @@ def make(tmp_path: Path, clock: Callable[[], float], pattern: str = "*.log",
     return agent, transport
 
 
-@contextmanager
-def running(agent: ShipAgent) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,))
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
-
-
-def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # polled, bounded: the agent works on its own thread
-
-
 def messages(transport: MemoryTransport) -> list[str]:
     return [orjson.loads(value)["message"] for value, _ in transport.records]
 
@@ -67,14 +47,14 @@ def test_with_the_clock_stopped_new_files_and_appends_are_shipped_through_inotif
         tmp_path: Path) -> None:
     agent, transport = make(tmp_path, stopped)
     with running(agent):
-        wait_for(lambda: agent.stats()["scans"] == 1, "the first scan")
+        wait_for(lambda: agent.stats()["scans"] == 1, what="the first scan")
         assert agent.stats()["inotify"]["active"]
         (tmp_path / "logs" / "a.log").write_bytes(b"one\n")
         (tmp_path / "logs" / "ignored.txt").write_bytes(b"not ours\n")
-        wait_for(lambda: messages(transport) == ["one"], "the new file shipped")
+        wait_for(lambda: messages(transport) == ["one"], what="the new file shipped")
         with open(tmp_path / "logs" / "a.log", "ab") as f:
             f.write(b"two\n")
-        wait_for(lambda: messages(transport) == ["one", "two"], "the append shipped")
+        wait_for(lambda: messages(transport) == ["one", "two"], what="the append shipped")
         scans = agent.stats()["scans"]
     assert scans == 2, "one scan at start, one for a.log; none for a name no glob matches"
 
@@ -86,7 +66,7 @@ def test_with_the_clock_stopped_a_rename_rotation_loses_and_repeats_nothing(
     log = tmp_path / "logs" / "app.log"
     log.write_bytes(b"0\n")
     with running(agent):
-        wait_for(lambda: messages(transport) == ["0"], "the first line")
+        wait_for(lambda: messages(transport) == ["0"], what="the first line")
         for n in range(1, 6):
             with open(log, "ab") as f:
                 f.write(b"%d\n" % (2 * n - 1))
@@ -94,7 +74,7 @@ def test_with_the_clock_stopped_a_rename_rotation_loses_and_repeats_nothing(
             with open(tmp_path / "logs" / f"app.log.{n}", "ab") as f:
                 f.write(b"%d\n" % (2 * n))  # written to the old file after its rename
             log.write_bytes(b"")
-            wait_for(lambda n=n: len(transport.records) == 2 * n + 1, f"rotation {n}")
+            wait_for(lambda n=n: len(transport.records) == 2 * n + 1, what=f"rotation {n}")
     assert sorted(map(int, messages(transport))) == list(range(11))
 
 
@@ -106,9 +86,9 @@ def test_a_deleted_file_is_noticed_without_waiting_for_the_periodic_scan(
     agent, _ = make(tmp_path, time.monotonic, scan_interval_ms=600_000)
     (tmp_path / "logs" / "a.log").write_bytes(b"one\n")
     with running(agent):
-        wait_for(lambda: agent.stats()["files"] == 1, "the file opened")
+        wait_for(lambda: agent.stats()["files"] == 1, what="the file opened")
         (tmp_path / "logs" / "a.log").unlink()
-        wait_for(lambda: agent.stats()["files_closed"] == 1, "the deleted file closed")
+        wait_for(lambda: agent.stats()["files_closed"] == 1, what="the deleted file closed")
 
 
 def test_without_inotify_the_agent_scans_and_polls(
@@ -120,10 +100,10 @@ def test_without_inotify_the_agent_scans_and_polls(
     agent, transport = make(tmp_path, time.monotonic)
     with running(agent):
         (tmp_path / "logs" / "a.log").write_bytes(b"one\n")
-        wait_for(lambda: messages(transport) == ["one"], "the new file found by a scan")
+        wait_for(lambda: messages(transport) == ["one"], what="the new file found by a scan")
         with open(tmp_path / "logs" / "a.log", "ab") as f:
             f.write(b"two\n")
-        wait_for(lambda: messages(transport) == ["one", "two"], "the append found by a poll")
+        wait_for(lambda: messages(transport) == ["one", "two"], what="the append found by a poll")
         assert not agent.stats()["inotify"]["active"]
 
 
@@ -131,5 +111,5 @@ def test_inotify_false_in_the_config_turns_it_off(tmp_path: Path) -> None:
     agent, transport = make(tmp_path, time.monotonic, inotify=False)
     (tmp_path / "logs" / "a.log").write_bytes(b"one\n")
     with running(agent):
-        wait_for(lambda: messages(transport) == ["one"], "the file shipped by scanning")
+        wait_for(lambda: messages(transport) == ["one"], what="the file shipped by scanning")
         assert not agent.stats()["inotify"]["active"]

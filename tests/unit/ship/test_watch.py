@@ -99,6 +99,14 @@ def logs_dir(tmp_path: Path) -> tuple[Path, Discovery]:
     return logs, discovery
 
 
+def watching_logs(fake: FakeInotify, tmp_path: Path) -> tuple[ChangeWatcher, int, Discovery]:
+    """A watcher of the logs directory: it, the directory's watch, and its discovery."""
+    logs, discovery = logs_dir(tmp_path)
+    watcher = watcher_of(fake)
+    watcher.watch_dirs([discovery])
+    return watcher, fake.wd_of(str(logs)), discovery
+
+
 def test_the_directories_of_the_globs_are_watched_and_unwatched(
         fake: FakeInotify, tmp_path: Path) -> None:
     logs, discovery = logs_dir(tmp_path)
@@ -114,10 +122,7 @@ def test_the_directories_of_the_globs_are_watched_and_unwatched(
 
 def test_a_matching_name_created_in_a_watched_directory_asks_for_a_scan(
         fake: FakeInotify, tmp_path: Path) -> None:
-    logs, discovery = logs_dir(tmp_path)
-    watcher = watcher_of(fake)
-    watcher.watch_dirs([discovery])
-    wd = fake.wd_of(str(logs))
+    watcher, wd, _ = watching_logs(fake, tmp_path)
     fake.queue(wd, IN_CREATE, "b.txt")  # no glob matches it
     fake.queue(wd, IN_CREATE, "c.old.log")  # excluded
     assert not watcher.changes().rescan
@@ -180,16 +185,13 @@ def test_an_overflow_asks_for_a_full_rescan_and_a_read_of_everything(fake: FakeI
 
 def test_a_watched_directory_deleted_asks_for_a_scan_and_is_watched_again_when_back(
         fake: FakeInotify, tmp_path: Path) -> None:
-    logs, discovery = logs_dir(tmp_path)
-    watcher = watcher_of(fake)
-    watcher.watch_dirs([discovery])
-    wd = fake.wd_of(str(logs))
+    watcher, wd, discovery = watching_logs(fake, tmp_path)
     fake.queue(wd, IN_DELETE_SELF)
     assert watcher.changes().rescan
     assert watcher.watched_dirs == set()
     watcher.watch_dirs([discovery])  # the scan it asked for
-    assert watcher.watched_dirs == {str(logs)}
-    assert fake.wd_of(str(logs)) != wd
+    (logs,) = watcher.watched_dirs
+    assert fake.wd_of(logs) != wd
 
 
 def test_the_fallback_without_inotify_is_said_once_and_only_waits(
