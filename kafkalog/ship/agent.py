@@ -116,15 +116,13 @@ class ShipAgent:
         self._load_registry()
         self._build_inputs()
         self._watcher = ChangeWatcher.start(self._config.inotify)
-        cadence = self._cadence = Cadence(
-            self._watcher, scan_interval_s=self._config.scan_interval_ms / 1000,
-            commit_interval_s=self._config.commit_interval_ms / 1000)
+        cadence = self._cadence = Cadence(self._watcher, **self._intervals())
         _LIVE.add(self)
         try:
             while not stop.is_set():
                 if self._reload_to is not None:
                     self._reload(self._reload_to)
-                    cadence.scan_soon()  # the new inputs' files
+                    cadence.reconfigure(**self._intervals())
                 turn = cadence.turn(self._clock())
                 if turn.scan:
                     self._scan()
@@ -140,6 +138,11 @@ class ShipAgent:
         finally:
             _LIVE.discard(self)
             self._shutdown()
+
+    def _intervals(self) -> dict[str, float]:
+        config = self._config
+        return {"scan_interval_s": config.scan_interval_ms / 1000,
+                "commit_interval_s": config.commit_interval_ms / 1000}
 
     def _reload(self, config: ShipConfig) -> None:
         """New inputs start being followed; removed ones stop, keeping their offsets."""

@@ -57,18 +57,19 @@ class Cadence:
     def __init__(self, watcher: ChangeWatcher, *, scan_interval_s: float,
                  commit_interval_s: float) -> None:
         self._watcher = watcher
-        self._scan_s = scan_interval_s
-        self._sweep_s = IDLE_POLL_S
-        if watcher.active:
-            self._scan_s, self._sweep_s = scan_interval_s * INOTIFY_SCAN_FACTOR, SWEEP_S
-        self._save_s = commit_interval_s
-        self._next_scan = self._next_all = self._next_sweep = self._next_save = 0.0
+        self._sweep_s = SWEEP_S if watcher.active else IDLE_POLL_S
+        self._scan_s = self._save_s = 0.0
+        self.reconfigure(scan_interval_s=scan_interval_s, commit_interval_s=commit_interval_s)
+        self._next_all = self._next_sweep = self._next_save = 0.0
         self.hot: set[FileKey] = set()
         self._waiting: set[FileKey] = set()  # an unfinished multi-line event times out
         self._lines_at = float("-inf")  # when a turn last read new lines of a watched file
 
-    def scan_soon(self) -> None:
-        """Scan at the next turn (a reload brought new inputs)."""
+    def reconfigure(self, *, scan_interval_s: float, commit_interval_s: float) -> None:
+        """Take these intervals from now on, and scan at the next turn (a reload: new inputs
+        may have files to find)."""
+        factor = INOTIFY_SCAN_FACTOR if self._watcher.active else 1
+        self._scan_s, self._save_s = scan_interval_s * factor, commit_interval_s
         self._next_scan = 0.0
 
     def turn(self, now: float) -> Turn:

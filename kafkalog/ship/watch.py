@@ -161,7 +161,7 @@ class ChangeWatcher:
         """Wait up to ``timeout_s`` for an event (for ``stop`` only, when inactive)."""
         inotify = self._inotify
         if inotify is None:
-            stop.wait(timeout_s)
+            stop.wait(max(timeout_s, 0.0))
             return
         select.select([inotify], [], [], min(max(timeout_s, 0.0), WAIT_SLICE_S))
 

@@ -328,3 +328,13 @@ def test_may_match_is_true_for_every_name_a_glob_could_match() -> None:
     assert not discovery.may_match("x-1.gz"), "excluded"
     assert not discovery.may_match("b.txt")
     assert Discovery(["/srv/**"]).may_match("anything")
+
+
+def test_a_reload_scans_at_once_and_takes_the_new_intervals(fake: FakeInotify) -> None:
+    cadence = Cadence(watcher_of(fake), scan_interval_s=1.0, commit_interval_s=0.2)
+    assert cadence.turn(0.0).scan
+    cadence.reconfigure(scan_interval_s=2.0, commit_interval_s=0.5)
+    turn = cadence.turn(0.01)
+    assert turn.scan, "the new inputs' files are looked for now"
+    assert not cadence.turn(0.01 + INOTIFY_SCAN_FACTOR * 2.0 - 0.001).scan
+    assert cadence.turn(0.01 + INOTIFY_SCAN_FACTOR * 2.0).scan
