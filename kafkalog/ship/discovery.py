@@ -132,12 +132,17 @@ class Discovery:
         """The directories a scan looks in: each glob's literal directory, those its
         wildcards reach now (not through a symlink unless they are followed), and those of
         the files the last scan found. Watching them tells of every file created, renamed or
-        deleted that a scan would see (a new subdirectory shows up as one created)."""
+        deleted that a scan would see (a new subdirectory shows up as one created). A literal
+        directory not there yet is stood in for by its nearest existing parent, where it will
+        show up as a new subdirectory."""
         found = set(self._file_dirs)
         real_dirs: dict[str, str] = {}
         for pattern in self.paths:
             fixed = _fixed_dir(pattern)
-            found.add(fixed)
+            parent = fixed
+            while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+                parent = os.path.dirname(parent)
+            found.add(parent)
             wild = os.path.dirname(os.path.abspath(pattern))
             if wild == fixed:
                 continue

@@ -12,6 +12,7 @@ and :meth:`ChangeWatcher.wait` only waits.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import select
 import threading
@@ -114,7 +115,7 @@ class ChangeWatcher:
         self._discoveries = tuple(discoveries)
         wanted = {path for each in discoveries for path in each.directories()}
         for path in [p for p in self._dirs if p not in wanted]:
-            self._drop(self._dirs.pop(path))
+            self._drop_dir(path)
         for path in wanted.difference(self._dirs):
             wd = self._add(path, DIR_MASK)
             if wd is not None:
@@ -145,9 +146,15 @@ class ChangeWatcher:
             return self._inotify.add_watch(path, mask)
         except OSError as exc:  # gone, unreadable, or max_user_watches (ENOSPC) reached
             self.counters["watch_failures"] += 1
-            self._warnings.warn(f"inotify-watch:{exc.errno}", "kafkalog ship: cannot watch "
-                                "%s (%s); the periodic scan covers it", path, exc)
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # gone: nothing to watch there
+                self._warnings.warn(f"inotify-watch:{exc.errno}", "kafkalog ship: cannot "
+                                    "watch %s (%s); the periodic scan covers it", path, exc)
             return None
+
+    def _drop_dir(self, path: str) -> None:
+        wd = self._dirs.pop(path)
+        if wd not in self._dirs.values():  # two names of one directory share its watch
+            self._drop(wd)
 
     def _drop(self, wd: int) -> None:
         self._by_wd.pop(wd, None)
@@ -198,7 +205,8 @@ class ChangeWatcher:
         if mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF):
             # The directory itself went (or moved: its watch no longer covers the path). Drop
             # the watch; the scan this asks for watches the path again if it is there.
-            self._dirs.pop(what, None)
+            for path in [p for p, each in self._dirs.items() if each == wd]:
+                del self._dirs[path]
             self._drop(wd)
             changes.rescan = True
         elif mask & IN_ISDIR or any(each.may_match(name) for each in self._discoveries):

@@ -4,6 +4,7 @@ without inotify the agent scans and polls as before."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -46,13 +47,13 @@ class FakeInotify:
         self.watches: dict[int, tuple[str, int]] = {}
         self.removed: list[int] = []
         self.queued: list[InotifyEvent] = []
-        self.refuse: set[str] = set()
+        self.refuse: dict[str, int] = {}  # path -> the errno add_watch fails with
         self._next = 0
         self.read_end, self.write_end = os.pipe()
 
     def add_watch(self, path: str, mask: int) -> int:
         if path in self.refuse:
-            raise OSError(28, "No space left on device", path)
+            raise OSError(self.refuse[path], os.strerror(self.refuse[path]), path)
         self._next += 1
         self.watches[self._next] = (path, mask)
         return self._next
@@ -168,7 +169,7 @@ def test_a_file_the_kernel_stopped_watching_is_no_longer_watched(fake: FakeInoti
 
 def test_a_watch_refused_leaves_the_file_to_polling(fake: FakeInotify) -> None:
     watcher = watcher_of(fake)
-    fake.refuse.add("/nowhere/a.log")
+    fake.refuse["/nowhere/a.log"] = errno.ENOSPC
     watcher.watch_file((1, 2), 99_999, "/nowhere/a.log")
     assert not watcher.watches((1, 2))
     assert watcher.counters["watch_failures"] == 1
@@ -338,3 +339,37 @@ def test_a_reload_scans_at_once_and_takes_the_new_intervals(fake: FakeInotify) -
     assert turn.scan, "the new inputs' files are looked for now"
     assert not cadence.turn(0.01 + INOTIFY_SCAN_FACTOR * 2.0 - 0.001).scan
     assert cadence.turn(0.01 + INOTIFY_SCAN_FACTOR * 2.0).scan
+
+
+def test_a_literal_directory_not_there_yet_is_watched_through_its_nearest_parent(
+        fake: FakeInotify, tmp_path: Path) -> None:
+    discovery = Discovery([str(tmp_path / "app" / "logs" / "*.log")])
+    discovery.scan()
+    assert discovery.directories() == {str(tmp_path)}
+    watcher = watcher_of(fake)
+    watcher.watch_dirs([discovery])
+    fake.queue(fake.wd_of(str(tmp_path)), IN_CREATE | IN_ISDIR, "app")
+    assert watcher.changes().rescan, "its making is seen"
+    (tmp_path / "app" / "logs").mkdir(parents=True)
+    watcher.watch_dirs([discovery])  # the scan that asked for
+    assert watcher.watched_dirs == {str(tmp_path / "app" / "logs")}
+
+
+def test_a_directory_gone_is_not_warned_about_but_the_watch_limit_is(
+        fake: FakeInotify, tmp_path: Path) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    diagnostics.log.addHandler(handler)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    fake.refuse[str(tmp_path / "a")] = errno.ENOENT  # removed between the scan and the watch
+    fake.refuse[str(tmp_path / "b")] = errno.ENOSPC  # max_user_watches reached
+    try:
+        watcher = watcher_of(fake)
+        watcher.watch_dirs([Discovery([str(tmp_path / "a" / "*.log"),
+                                       str(tmp_path / "b" / "*.log")])])
+    finally:
+        diagnostics.log.removeHandler(handler)
+    assert [str(tmp_path / "b") in r.getMessage() for r in records] == [True]
+    assert watcher.counters["watch_failures"] == 2
