@@ -97,8 +97,9 @@ class Cadence:
             if turn.every:  # set operations: no turn of Python over a thousand quiet files
                 due |= self._watcher.unwatched(follows.keys())
                 due |= self._waiting
+        if turn.every or turn.sweep:
+            self._waiting = set()  # each file read is waiting again if read() says so
         self.hot = set()
-        self._waiting = set()
         return list(due)
 
     def read(self, key: FileKey, follow: Follow, had_lines: bool, now: float) -> None:

@@ -373,3 +373,20 @@ def test_a_directory_gone_is_not_warned_about_but_the_watch_limit_is(
         diagnostics.log.removeHandler(handler)
     assert [str(tmp_path / "b") in r.getMessage() for r in records] == [True]
     assert watcher.counters["watch_failures"] == 2
+
+
+def test_a_file_with_an_unfinished_multiline_event_is_read_each_idle_poll(
+        fake: FakeInotify) -> None:
+    watcher = watcher_of(fake)
+    cadence = Cadence(watcher, scan_interval_s=1.0, commit_interval_s=0.2)
+    watcher.watch_file((1, 1), 99_999, "/nowhere/1.log")
+    waiting = follow()
+    waiting.joiner = Joiner("python", max_bytes=1000)
+    waiting.joiner.feed_lines([(b"Traceback (most recent call last):", 0, 35)])
+    assert waiting.joiner.pending_start == 0
+    follows = {(1, 1): waiting}
+    cadence.due(cadence.turn(0.0), follows)
+    cadence.read((1, 1), waiting, True, 0.0)
+    assert cadence.due(cadence.turn(0.05), follows) == [], "not between idle polls"
+    assert cadence.due(cadence.turn(IDLE_POLL_S), follows) == [(1, 1)], \
+        "its timeout is looked at every idle poll"
