@@ -105,9 +105,9 @@ def config(tmp_path: Path, topic: str, bootstrap: str, *, paths: list[str] | Non
 
 
 @contextmanager
-def running(cfg: ShipConfig) -> Iterator[ShipAgent]:
-    """An agent running in a thread; stopped (cleanly) on exit."""
-    agent = ShipAgent(cfg)
+def running(cfg: ShipConfig | ShipAgent) -> Iterator[ShipAgent]:
+    """An agent (or one made from ``cfg``) running in a thread; stopped (cleanly) on exit."""
+    agent = cfg if isinstance(cfg, ShipAgent) else ShipAgent(cfg)
     stop = threading.Event()
     thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
     thread.start()
@@ -125,6 +125,33 @@ def wait_for(predicate: Any, timeout_s: float = 60.0, what: str = "condition") -
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def write_while_rotating(live: Path, rounds: int) -> int:
+    """Append numbered lines to ``live`` (50 at a time) while it is renamed away
+    (``NAME.0``, ``NAME.1``...) every half second for ``rounds`` rounds, each append after a
+    rename creating it anew; then 50 more. How many lines were written."""
+    written = 0
+    stop_writing = threading.Event()
+
+    def writer() -> None:
+        nonlocal written
+        while not stop_writing.is_set():
+            append(live, lines(written, written + 50))
+            written += 50
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for round_ in range(rounds):
+            time.sleep(0.5)  # the rotation's pace
+            live.rename(live.with_name(f"{live.name}.{round_}"))
+    finally:
+        stop_writing.set()
+        thread.join()
+    append(live, lines(written, written + 50))
+    return written + 50
 
 
 def append(path: Path, data: bytes) -> None:

@@ -9,7 +9,7 @@ import argparse
 import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
@@ -25,7 +25,12 @@ from kafkalog.cli.common import (
     positive_float,
     servers,
 )
-from kafkalog.client.probe import WARNING_KINDS, ClusterProbe, ProbeError
+
+if TYPE_CHECKING:
+    from kafkalog.client.probe import ClusterProbe, ProbeError
+
+# kafkalog.client.probe (and kafka-python with it) is imported by the functions that run the
+# check, not with this module: the `kafkalog` command builds its parser from every command.
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,6 +66,8 @@ def _check_record(nonce: str) -> bytes:
 
 def run(args: argparse.Namespace, out: Console) -> int:
     """Run ``kafkalog check``, reporting each step on ``out``. The exit status."""
+    from kafkalog.client.probe import ClusterProbe, ProbeError  # noqa: PLC0415
+
     probe = ClusterProbe(servers(args.bootstrap_servers), client_config=client_config(args),
                          timeout_s=args.timeout)
 
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace, out: Console) -> int:
 
 def _report(out: Console, step: str, exc: ProbeError, *, skipped: list[str]) -> None:
     """A failed step (or a warning: the check stops there too), its hint, what it skipped."""
+    from kafkalog.client.probe import WARNING_KINDS  # noqa: PLC0415
+
     warning = exc.kind in WARNING_KINDS
     label = "[yellow]WARN[/yellow]" if warning else "[red]FAIL[/red]"
     out.print(f"{label} {step}: {exc} [dim]({exc.kind})[/dim]")
@@ -108,6 +117,8 @@ def _describe_cluster(info: Mapping[str, Any]) -> str:
 
 
 def _describe_topic(topic: str, probe: ClusterProbe) -> str:
+    from kafkalog.client.probe import ProbeError  # noqa: PLC0415
+
     found = probe.topic(topic)
     if found.leaderless:
         raise ProbeError("topic_unhealthy", f"topic {topic!r}: partitions "

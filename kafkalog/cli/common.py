@@ -14,7 +14,6 @@ from typing import Any
 
 from rich.console import Console
 
-from kafkalog.client import client_settings
 from kafkalog.config import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, HandlerConfig
 
 EXIT_OK = 0
@@ -140,6 +139,8 @@ def security_options(args: argparse.Namespace) -> dict[str, Any]:
 def client_config(args: argparse.Namespace) -> dict[str, Any]:
     """Extra kafka-python client settings from the command line: the security options,
     validated like the handler's (a bad one raises :class:`~kafkalog.errors.ConfigError`)."""
+    from kafkalog.client import client_settings  # noqa: PLC0415 (imports kafka-python)
+
     config = HandlerConfig.from_options({"topic": "kafkalog-cli", **security_options(args)})
     return dict(client_settings(config))
 

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
@@ -30,12 +30,12 @@ from kafkalog.cli.common import (
     positive_int,
     security_options,
 )
-from kafkalog.client.group import GroupUnavailableError, TopicMissingError
 from kafkalog.config import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, SCHEMAS
 from kafkalog.errors import ConfigError
-from kafkalog.sink import Sink, SinkConfig, load_toml, sink_config
-from kafkalog.sink.config import ON_INVALID, STARTS
-from kafkalog.sink.outputs import StoreSetupError
+from kafkalog.sink.config import ON_INVALID, STARTS, SinkConfig, load_toml, sink_config
+
+if TYPE_CHECKING:
+    from kafkalog.sink import Sink
 
 EXIT_FAILED = 1
 # Past the stop's own bound, how long the group leave and the closes may take.
@@ -111,6 +111,9 @@ def config_from_args(args: argparse.Namespace) -> SinkConfig:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     """Run the sink until SIGTERM or SIGINT. The exit status."""
+    # The consumer (kafka-python) is imported only by the command that uses it.
+    from kafkalog.sink import Sink  # noqa: PLC0415
+
     try:
         config = config_from_args(args)
         sink = Sink(config)
@@ -169,6 +172,9 @@ def _serve_metrics(address: str, port: int) -> None:
 
 
 def _report_failure(exc: BaseException, console: Console) -> int:
+    from kafkalog.client.group import GroupUnavailableError, TopicMissingError  # noqa: PLC0415
+    from kafkalog.sink.outputs import StoreSetupError  # noqa: PLC0415
+
     if isinstance(exc, TopicMissingError):
         console.print(f"[red]kafkalog sink: {exc}[/red]")
         return EXIT_TOPIC_MISSING

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -40,8 +41,13 @@ from kafkalog.cli.tail_records import (
     TailPrinter,
     level_number,
 )
-from kafkalog.client.probe import ClusterProbe, ProbeError, connection_problem
-from kafkalog.client.reader import StartAt, TopicMissingError, TopicReader
+
+if TYPE_CHECKING:
+    from kafkalog.client.probe import ProbeError
+    from kafkalog.client.reader import StartAt, TopicReader
+
+# kafkalog.client (and kafka-python with it) is imported by the functions that read, not with
+# this module: the `kafkalog` command builds its parser from every command.
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATIONS = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
@@ -107,6 +113,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _start_at(args: argparse.Namespace) -> StartAt:
+    from kafkalog.client.reader import StartAt  # noqa: PLC0415
+
     since_ms = int(parse_since(args.since) * 1000) if args.since else None
     return StartAt(beginning=args.from_beginning, since_ms=since_ms, last=args.lines)
 
@@ -125,6 +133,9 @@ def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
 
 def run(args: argparse.Namespace, err: Console) -> int:
     """Run ``kafkalog tail``; messages go to ``err``, records to stdout. The exit status."""
+    from kafkalog.client.probe import connection_problem  # noqa: PLC0415
+    from kafkalog.client.reader import TopicMissingError, TopicReader  # noqa: PLC0415
+
     try:
         start = _start_at(args)
         pattern = re.compile(args.grep) if args.grep else None
@@ -202,6 +213,8 @@ def _unreachable(args: argparse.Namespace) -> ProbeError | None:
     """Why no bootstrap server takes a TCP connection, if none does: found in milliseconds for
     a refused port or a name that does not resolve, where the consumer would retry until
     ``--timeout``. ``check``'s first two steps, with its kinds of problem (and exit codes)."""
+    from kafkalog.client.probe import ClusterProbe, ProbeError  # noqa: PLC0415
+
     names = servers(args.bootstrap_servers)
     # The whole probe stays within --timeout, however many servers do not answer.
     probe = ClusterProbe(names, timeout_s=args.timeout / max(len(names), 1))

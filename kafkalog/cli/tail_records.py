@@ -10,14 +10,15 @@ import datetime as dt
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.text import Text
 
-from kafkalog.client.reader import ConsumedRecord
+if TYPE_CHECKING:
+    from kafkalog.client.reader import ConsumedRecord
 
 
 def level_number(name: str) -> int | None:

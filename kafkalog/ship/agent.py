@@ -21,37 +21,20 @@ from typing import Any
 
 from kafkalog.diagnostics import RateLimitedWarnings, log
 from kafkalog.pipeline import Pipeline, TransportFactory
-from kafkalog.ship.building import Built, InputRecords
-from kafkalog.ship.config import InputConfig, ShipConfig
-from kafkalog.ship.discovery import Discovery
+from kafkalog.ship.building import Built
+from kafkalog.ship.cadence import Cadence
+from kafkalog.ship.config import ShipConfig
 from kafkalog.ship.files import FileId
+from kafkalog.ship.inputs import Input, build_inputs
 from kafkalog.ship.multiline import Event, Joiner
-from kafkalog.ship.parsers import parser_for
 from kafkalog.ship.pruning import RestingFiles
-from kafkalog.ship.record import RecordBuilder, source_id
+from kafkalog.ship.record import source_id
 from kafkalog.ship.registry import Registry
 from kafkalog.ship.tracking import FileKey, Follow, open_tail, per_file
+from kafkalog.ship.watch import ChangeWatcher
 
 # Lines longer than this are cut by the reader (and then to the record's limit, flagged).
 LONG_LINE_CUT_BYTES = 1024 * 1024
-# How often every open file is looked at (read, truncation, multi-line timeout) when quiet.
-IDLE_POLL_S = 0.1
-# A file with new lines in the last ACTIVE_S is looked at every ACTIVE_POLL_S: a line appended
-# to a busy file waits about 10 ms, without polling a thousand quiet files 100 times a second.
-ACTIVE_POLL_S = 0.01
-ACTIVE_S = 1.0
-# Room left in a request for the batch and record headers and the key (as the handler leaves).
-RECORD_OVERHEAD_BYTES = 1024
-
-
-@dataclasses.dataclass
-class _Input:
-    """An input's runtime parts: what finds its files and how their events become records."""
-
-    config: InputConfig
-    discovery: Discovery
-    records: InputRecords
-    pipeline: Pipeline
 
 
 _LIVE: weakref.WeakSet[ShipAgent] = weakref.WeakSet()
@@ -84,16 +67,17 @@ class ShipAgent:
         self._warnings = RateLimitedWarnings()
         self._registry = Registry(config.state_dir, on_corrupt=config.registry_on_corrupt)
         self._pipelines: dict[str, Pipeline] = {}
-        self._inputs: dict[str, _Input] = {}
+        self._inputs: dict[str, Input] = {}
         self._follows: dict[FileKey, Follow] = {}
         self._resting = RestingFiles(clock=clock)  # offsets of files not open; pruned when gone
         self._reload_to: ShipConfig | None = None
         self._first_start = True
         self._dirty = False
-        self._last_data = -ACTIVE_S  # when a file last had new lines (clock)
+        self._watcher = ChangeWatcher(None)  # started by run()
+        self._cadence = Cadence(self._watcher, scan_interval_s=1.0, commit_interval_s=1.0)
         self.counters: dict[str, int] = dict.fromkeys(
             ("lines", "events", "bytes", "refused", "truncations", "long_lines",
-             "files_opened", "files_closed", "registry_saves", "reloads"), 0)
+             "files_opened", "files_closed", "registry_saves", "reloads", "scans"), 0)
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -106,22 +90,7 @@ class ShipAgent:
         return pipeline
 
     def _build_inputs(self) -> None:
-        inputs: dict[str, _Input] = {}
-        for each in self._config.inputs:
-            pipeline = self._pipeline(each.topic)
-            max_bytes = pipeline.config.max_request_size - RECORD_OVERHEAD_BYTES
-            builder = RecordBuilder(schema=each.schema, static_fields=each.static_fields,
-                                    max_bytes=max_bytes, json_fields=each.format == "json")
-            inputs[each.name] = _Input(
-                config=each,
-                discovery=Discovery(each.paths, each.exclude,
-                                    follow_symlinks=each.follow_symlinks),
-                records=InputRecords(parser=parser_for(each.format), builder=builder,
-                                     format=each.format, key=each.key,
-                                     multiline=each.multiline),
-                pipeline=pipeline,
-            )
-        self._inputs = inputs
+        self._inputs = build_inputs(self._config.inputs, self._pipeline)
 
     def _load_registry(self) -> None:
         registry = self._registry
@@ -130,7 +99,7 @@ class ShipAgent:
         self._first_start = not states and registry.recovered_from_backup == 0
         self._resting.add_all(states)
 
-    def _read_from(self, inp: _Input) -> str:
+    def _read_from(self, inp: Input) -> str:
         """Where a file found at the first start begins: the input's ``read_from``, unless
         the registry was unusable and its ``registry_on_corrupt`` policy says otherwise."""
         return self._registry.start_from or inp.config.read_from
@@ -145,31 +114,34 @@ class ShipAgent:
         """Ship until ``stop`` is set, then stop cleanly: flush, spill what cannot go, commit."""
         self._load_registry()
         self._build_inputs()
-        next_scan = next_save = next_all = 0.0
+        self._watcher = ChangeWatcher.start(self._config.inotify)
+        cadence = self._cadence = Cadence(self._watcher, **self._intervals())
         _LIVE.add(self)
         try:
             while not stop.is_set():
                 if self._reload_to is not None:
                     self._reload(self._reload_to)
-                now = self._clock()
-                if now >= next_scan:
+                    cadence.reconfigure(**self._intervals())
+                turn = cadence.turn(self._clock())
+                if turn.scan:
                     self._scan()
-                    next_scan = now + self._config.scan_interval_ms / 1000
-                every = now >= next_all  # else only the files with new lines of late
-                busy = self._read_all(None if every else now - ACTIVE_S)
-                if every:
-                    next_all = now + IDLE_POLL_S
+                busy = self._read_all(cadence.due(turn, self._follows), turn.now)
+                if turn.every:
                     self._commit()
+                if turn.sweep:
                     self._close_finished()
-                if now >= next_save:
+                if turn.save:
                     self._save()
-                    next_save = now + self._config.commit_interval_ms / 1000
                 if not busy:
-                    active = self._last_data > now - ACTIVE_S
-                    stop.wait(ACTIVE_POLL_S if active else max(0.0, next_all - now))
+                    cadence.wait(stop, turn.now)
         finally:
             _LIVE.discard(self)
             self._shutdown()
+
+    def _intervals(self) -> dict[str, float]:
+        config = self._config
+        return {"scan_interval_s": config.scan_interval_ms / 1000,
+                "commit_interval_s": config.commit_interval_ms / 1000}
 
     def _reload(self, config: ShipConfig) -> None:
         """New inputs start being followed; removed ones stop, keeping their offsets."""
@@ -187,6 +159,7 @@ class ShipAgent:
     def _scan(self) -> None:
         """Find the files of every input; open new ones, notice rotations and deletions."""
         seen: set[FileKey] = set()
+        self.counters["scans"] += 1
         for inp in self._inputs.values():
             for path, fid in inp.discovery.scan().items():
                 key = (fid.dev, fid.ino)
@@ -208,6 +181,7 @@ class ShipAgent:
             follow.gone = key not in seen  # rotated away or deleted: drain, then close
         self._dirty = self._resting.prune(seen) > 0 or self._dirty  # files deleted for good
         self._first_start = False
+        self._watcher.watch_dirs([inp.discovery for inp in self._inputs.values()])
 
     def _still_resting(self, key: FileKey, path: Path, fid: FileId) -> bool:
         """Whether ``path`` is a file closed as inactive that has not changed since: it stays
@@ -221,7 +195,7 @@ class ShipAgent:
         except OSError:
             return True  # gone meanwhile: nothing to open
 
-    def _open(self, inp: _Input, path: Path, fid: FileId) -> None:
+    def _open(self, inp: Input, path: Path, fid: FileId) -> None:
         key = (fid.dev, fid.ino)
         if len(self._follows) >= self._config.max_open_files:
             self._warnings.warn("max-open", "kafkalog ship: max_open_files (%d) reached; %s "
@@ -252,58 +226,65 @@ class ShipAgent:
             truncations=truncations,
             last_data=self._clock(),
         )
+        self._watcher.watch_file(key, tail.fileno(), str(path))
+        self._cadence.hot.add(key)  # read it now, and whatever was appended before the watch
         self.counters["files_opened"] += 1
         self._dirty = True
 
-    def _read_all(self, since: float | None) -> bool:
-        """One turn over the open files (those with new lines after ``since``, if given);
-        True if any had new lines."""
+    def _read_all(self, keys: list[FileKey], now: float) -> bool:
+        """One turn over the open files ``keys``; True if any had new lines."""
         busy = False
-        for follow in list(self._follows.values()):
-            inp = self._inputs.get(follow.input_name)
-            if inp is None or (since is not None and follow.last_data < since):
+        for key in keys:
+            follow = self._follows.get(key)
+            inp = None if follow is None else self._inputs.get(follow.input_name)
+            if follow is None or inp is None:
                 continue
-            backlog = follow.backlog
-            if backlog is not None and not self._offer(inp, follow, backlog):
-                # Queue full: read no more of this file (and idle unless some of it went in).
-                busy = busy or follow.backlog is not backlog
-                continue
-            tail = follow.tail
-            lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
-            if not lines:
-                if tail.check_truncated():
-                    self._truncated(follow)
-                events = follow.joiner.flush_due()
-                if events:
-                    self._offer(inp, follow, self._events(inp, follow, events))
-                continue
-            busy = True
-            follow.last_data = self._last_data = self._clock()
-            follow.fed_end = offsets[-1]
-            self.counters["lines"] += len(lines)
-            self.counters["bytes"] += offsets[-1] - offsets[0]
-            built = None
-            if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
-                built = inp.records.of_lines(lines, offsets, path=str(tail.path),
-                                             ino=tail.fid.ino, source=follow.source,
-                                             read_time=self._wall())
-            if built is None:
-                events = follow.joiner.feed_lines(
-                    zip(lines, offsets, islice(offsets, 1, None), strict=False))
-                if not events:
-                    continue
-                built = self._events(inp, follow, events)
-            self._offer(inp, follow, built)
+            read = self._read_one(inp, follow)
+            self._cadence.read(key, follow, read, now)
+            busy = busy or read
         return busy
 
-    def _events(self, inp: _Input, follow: Follow, events: list[Event]) -> Built:
+    def _read_one(self, inp: Input, follow: Follow) -> bool:
+        """Read what is new in ``follow`` and offer its records; True if it had new lines
+        or part of its backlog went in."""
+        backlog = follow.backlog
+        if backlog is not None and not self._offer(inp, follow, backlog):
+            # Queue full: read no more of this file (and idle unless some of it went in).
+            return follow.backlog is not backlog
+        tail = follow.tail
+        lines, offsets = tail.read_chunk(max(LONG_LINE_CUT_BYTES, inp.records.cut_bytes))
+        if not lines:
+            if tail.check_truncated():
+                self._truncated(follow)
+            events = follow.joiner.flush_due()
+            if events:
+                self._offer(inp, follow, self._events(inp, follow, events))
+            return False
+        follow.last_data = self._clock()
+        follow.fed_end = offsets[-1]
+        self.counters["lines"] += len(lines)
+        self.counters["bytes"] += offsets[-1] - offsets[0]
+        built = None
+        if inp.records.chunked:  # a chunk at a time; the read time is the chunk's
+            built = inp.records.of_lines(lines, offsets, path=str(tail.path), ino=tail.fid.ino,
+                                         source=follow.source, read_time=self._wall())
+        if built is None:
+            events = follow.joiner.feed_lines(
+                zip(lines, offsets, islice(offsets, 1, None), strict=False))
+            if not events:
+                return True
+            built = self._events(inp, follow, events)
+        self._offer(inp, follow, built)
+        return True
+
+    def _events(self, inp: Input, follow: Follow, events: list[Event]) -> Built:
         """The records of ``events``, built one by one."""
         self.counters["long_lines"] += sum(event.truncated for event in events)
         return inp.records.of_events(events, path=str(follow.tail.path),
                                      ino=follow.tail.fid.ino, source=follow.source,
                                      read_time=self._wall())
 
-    def _offer(self, inp: _Input, follow: Follow, built: Built) -> bool:
+    def _offer(self, inp: Input, follow: Follow, built: Built) -> bool:
         """Submit ``built`` in order; True if all were accepted. The rest wait in the file's
         backlog (the queue is full: it blocked for ``block_timeout_ms``)."""
         count, last = inp.pipeline.submit_many(built.values, built.keys)
@@ -333,6 +314,8 @@ class ShipAgent:
     def _commit(self) -> None:
         """Advance each file's committed offset as far as its resolved records allow."""
         for follow in self._follows.values():
+            if not follow.pending and follow.committed == follow.fed_end:
+                continue  # all it read is committed: nothing can move (most files, idle)
             inp = self._inputs.get(follow.input_name)
             if inp is not None and follow.advance(inp.pipeline.resolved()):
                 self._dirty = True
@@ -352,16 +335,18 @@ class ShipAgent:
     def _rest(self, key: FileKey, follow: Follow) -> None:
         """Close ``follow`` and keep its committed offset (it may be opened again)."""
         self._resting[key] = follow.state()
-        follow.tail.close()
-        del self._follows[key]
-        self.counters["files_closed"] += 1
-        self._dirty = True
+        self._close(key, follow)
 
     def _forget(self, key: FileKey, follow: Follow) -> None:
         """Close ``follow`` for good (rotated away and drained, deleted, or inode reused)."""
+        self._close(key, follow)
+        self._resting.pop(key, None)
+
+    def _close(self, key: FileKey, follow: Follow) -> None:
+        self._watcher.unwatch_file(key)
+        self._cadence.hot.discard(key)
         follow.tail.close()
         del self._follows[key]
-        self._resting.pop(key, None)
         self.counters["files_closed"] += 1
         self._dirty = True
 
@@ -384,6 +369,7 @@ class ShipAgent:
         self._save()
         for key, follow in list(self._follows.items()):
             self._rest(key, follow)
+        self._watcher.close()
         self._registry.close()
 
     # -- counters ----------------------------------------------------------------------------
@@ -396,5 +382,6 @@ class ShipAgent:
             "files": len(files),
             "lag_bytes": sum(f["lag_bytes"] for f in files.values()),
             "per_file": files,
+            "inotify": {"active": self._watcher.active, **self._watcher.counters},
             "pipelines": {topic: p.stats() for topic, p in self._pipelines.items()},
         }

@@ -70,6 +70,7 @@ class ShipConfig:
     close_inactive_ms: int = 300_000
     max_open_files: int = 1024
     registry_on_corrupt: str = "fail"
+    inotify: bool = True  # where the platform has it; else the globs are only scanned
     source: str = "command line"
 
     def pipeline_config(self, topic_name: str) -> PipelineConfig:
@@ -108,6 +109,7 @@ _AGENT_CHECKS: dict[str, Any] = {
     "close_inactive_ms": at_least(100),
     "max_open_files": at_least(1),
     "registry_on_corrupt": one_of(REGISTRY_POLICIES),
+    "inotify": boolean,
 }
 _INPUT_FIELDS = {f.name for f in dataclasses.fields(InputConfig)}
 

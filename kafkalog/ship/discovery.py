@@ -3,7 +3,9 @@ identity. Symlinks are skipped unless the input asks to follow them.
 
 The agent calls :meth:`Discovery.scan` periodically and compares what it finds with the files
 it has open and with the registry (renamed, rotated, reused inode). A quiet file is not
-opened again: its identity is kept while its ``stat`` does not change.
+opened again: its identity is kept while its ``stat`` does not change. Where the agent can
+watch directories (inotify), :meth:`Discovery.directories` names those a scan looks in and
+:meth:`Discovery.may_match` tells which names created there call for a scan now.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class Discovery:
         self._exclude = _compile_excludes(self.excludes)
         self._warnings = warnings or RateLimitedWarnings()
         self._known: dict[str, tuple[_StatKey, FileId]] = {}
+        self._file_dirs: set[str] = set()  # the directories of the files the last scan found
+        # The last component of each glob: a name created in a watched directory that none
+        # of them matches cannot be a new file of this input.
+        self._last_parts = tuple(os.path.basename(p) for p in self.paths)
 
     def excluded(self, path: str, as_globbed: str = "") -> bool:
         """Whether an exclude glob matches ``path``."""
@@ -119,7 +125,43 @@ class Discovery:
             if fid is not None:
                 result[Path(path)] = fid
         self._known = known  # forget the files gone since the last scan
+        self._file_dirs = {os.path.dirname(path) for path in candidates}
         return result
+
+    def directories(self) -> set[str]:
+        """The directories a scan looks in: each glob's literal directory, those its
+        wildcards reach now (not through a symlink unless they are followed), and those of
+        the files the last scan found. Watching them tells of every file created, renamed or
+        deleted that a scan would see (a new subdirectory shows up as one created). A literal
+        directory not there yet is stood in for by its nearest existing parent, where it will
+        show up as a new subdirectory."""
+        found = set(self._file_dirs)
+        real_dirs: dict[str, str] = {}
+        for pattern in self.paths:
+            fixed = _fixed_dir(pattern)
+            parent = fixed
+            while not os.path.isdir(parent) and parent != os.path.dirname(parent):
+                parent = os.path.dirname(parent)
+            found.add(parent)
+            wild = os.path.dirname(os.path.abspath(pattern))
+            if wild == fixed:
+                continue
+            for name in glob.iglob(wild + os.sep, recursive=True):
+                path = os.path.abspath(name)
+                if os.path.isdir(path) and (
+                    self.follow_symlinks
+                    or not self._through_symlink(fixed, os.path.join(path, "-"), real_dirs)
+                ):
+                    found.add(path)
+        return found
+
+    def may_match(self, name: str) -> bool:
+        """Whether a file named ``name`` (a base name) created in one of :meth:`directories`
+        might be one of this input's files: its name matches the last component of a glob.
+        Never False for a file a scan would find; True for some it would not."""
+        return any(
+            part == "**" or fnmatch.fnmatchcase(name, part) for part in self._last_parts
+        ) and not self.excluded(name)
 
     @staticmethod
     def _through_symlink(fixed: str, path: str, real_dirs: dict[str, str]) -> bool:

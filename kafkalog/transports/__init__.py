@@ -3,7 +3,8 @@
 :func:`build_transport` gives the one the ``transport`` option names: kafka-python (the
 default, :mod:`kafkalog.transports.kafka_python`) or librdkafka
 (:mod:`kafkalog.transports.confluent`, imported only when chosen: confluent-kafka is an
-optional extra).
+optional extra). Each is imported only when it is chosen or checked, so a process that
+uses one never loads the other's client library.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from collections.abc import Callable
 from kafkalog.config import PipelineConfig
 from kafkalog.errors import ConfigError
 from kafkalog.transports.base import OutRecord, Transport
-from kafkalog.transports.kafka_python import (
-    KafkaPythonTransport,
-    check_compression_available,
-    check_producer_config,
-)
 
 __all__ = ["OutRecord", "Transport", "build_transport", "check_transport_config"]
 
@@ -35,6 +31,11 @@ def check_transport_config(config: PipelineConfig) -> None:
 
         check_confluent(config)  # librdkafka has every codec built in
         return
+    from kafkalog.transports.kafka_python import (  # noqa: PLC0415
+        check_compression_available,
+        check_producer_config,
+    )
+
     missing = check_compression_available(config.compression_type)
     if missing:
         raise ConfigError(
@@ -53,4 +54,6 @@ def build_transport(
         from kafkalog.transports.confluent import ConfluentTransport  # noqa: PLC0415
 
         return ConfluentTransport(config, on_new_client=on_new_client)
+    from kafkalog.transports.kafka_python import KafkaPythonTransport  # noqa: PLC0415
+
     return KafkaPythonTransport(config, on_new_client=on_new_client)

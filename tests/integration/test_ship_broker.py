@@ -4,7 +4,6 @@ deletion, inode reuse and outages; offsets committed only after the records are 
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +11,17 @@ from pathlib import Path
 import orjson
 from broker.kraft import KafkaBroker
 from kafka_read import consume
-from ship_harness import append, check, config, lines, log_file, numbered, running, wait_for
+from ship_harness import (
+    append,
+    check,
+    config,
+    lines,
+    log_file,
+    numbered,
+    running,
+    wait_for,
+    write_while_rotating,
+)
 
 from kafkalog.ship.registry import Registry
 
@@ -59,30 +68,11 @@ def test_rename_rotation_loses_and_repeats_nothing(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     live = log_file(tmp_path)
-    logs = live.parent
     topic = new_topic()
     # The agent follows the live name only: a rotated file must be read to its end anyway.
     cfg = config(tmp_path, topic, kafka_broker.bootstrap, paths=[str(live)])
-    written = 0
-    stop_writing = threading.Event()
-
-    def writer() -> None:
-        nonlocal written
-        while not stop_writing.is_set():
-            append(live, lines(written, written + 50))
-            written += 50
-            time.sleep(0.01)
-
     with running(cfg) as agent:
-        thread = threading.Thread(target=writer)
-        thread.start()
-        for round_ in range(ROTATION_ROUNDS):
-            time.sleep(0.5)
-            live.rename(logs / f"app.log.{round_}")  # the writer's next append creates a new one
-        stop_writing.set()
-        thread.join()
-        append(live, lines(written, written + 50))
-        total = written + 50
+        total = write_while_rotating(live, ROTATION_ROUNDS)
         wait_for(lambda: agent.stats()["events"] == total, what="every line read")
         wait_for(lambda: committed(tmp_path).get(str(live), -1) == live.stat().st_size,
                  what="the live file committed")

@@ -11,6 +11,7 @@ import kafka.errors
 import pytest
 from rich.console import Console
 
+import kafkalog.client.probe
 from kafkalog.cli import check
 from kafkalog.cli.common import EXIT_TOPIC_AUTO_CREATE, EXIT_TOPIC_MISSING
 from kafkalog.cli.main import build_parser
@@ -120,7 +121,8 @@ def test_check_reports_the_warning_and_skips_the_round_trip(
 ) -> None:
     probe = ClusterProbe(["127.0.0.1:1"])
     probe._admin = _FakeAdmin({"auto.create.topics.enable": "true"})
-    monkeypatch.setattr(check, "ClusterProbe", lambda *a, **k: probe)
+    # check imports the probe when it runs (the command's parser imports no Kafka client).
+    monkeypatch.setattr(kafkalog.client.probe, "ClusterProbe", lambda *a, **k: probe)
     monkeypatch.setattr(probe, "resolve", lambda: {"127.0.0.1:1": ["127.0.0.1"]})
     monkeypatch.setattr(probe, "reach", lambda: ["127.0.0.1:1"])
     monkeypatch.setattr(probe, "connect", lambda: {"brokers": [{}], "cluster_id": "c"})

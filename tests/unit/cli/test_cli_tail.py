@@ -11,7 +11,7 @@ import orjson
 import pytest
 from rich.console import Console
 
-from kafkalog.cli import tail
+import kafkalog.client.reader
 from kafkalog.cli.common import EXIT_DNS, EXIT_REFUSED, EXIT_USAGE
 from kafkalog.cli.main import build_parser, main
 from kafkalog.cli.tail import _start_at, _tail_loop, parse_since
@@ -125,7 +125,8 @@ def test_a_refused_port_or_an_unknown_name_fails_at_once_with_checks_code(
     def no_consumer(*args: object, **kwargs: object) -> None:
         raise AssertionError("the consumer was built: it retries until --timeout")
 
-    monkeypatch.setattr(tail, "TopicReader", no_consumer)
+    # tail imports the reader when it runs (the command's parser imports no Kafka client).
+    monkeypatch.setattr(kafkalog.client.reader, "TopicReader", no_consumer)
     assert main(["tail", "--topic", "t", "--bootstrap-servers", servers]) == code
     err = capsys.readouterr().err
     assert kind in err
