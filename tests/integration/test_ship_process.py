@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from broker.kraft import KafkaBroker
-from ship_harness import append, check, lines, log_file, numbered, wait_for
+from ship_harness import append, check, lines, log_file, number_of, numbered, wait_for
 
 from kafkalog.ship.registry import Registry
 
@@ -125,31 +125,37 @@ def test_a_toml_config_with_two_inputs_and_a_reload(
     kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
     first, second = log_file(tmp_path, "a.log"), log_file(tmp_path, "b.log")
+    third = log_file(tmp_path, "c.log")
     state = tmp_path / "state"
     topic_a, topic_b = new_topic(), new_topic()
     toml = tmp_path / "ship.toml"
 
-    def write_config(with_b: bool) -> None:
+    def write_config(*extra: tuple[str, Path]) -> None:
         text = (f'state_dir = "{state}"\nbootstrap_servers = "{kafka_broker.bootstrap}"\n'
                 'scan_interval_ms = 100\ncommit_interval_ms = 100\nacks = "all"\n\n'
                 f'[[input]]\nname = "a"\npaths = ["{first}"]\ntopic = "{topic_a}"\n'
                 'static_fields = {service = "svc-a"}\n')
-        if with_b:
-            text += f'\n[[input]]\nname = "b"\npaths = ["{second}"]\ntopic = "{topic_b}"\n'
+        for name, path in extra:
+            text += f'\n[[input]]\nname = "{name}"\npaths = ["{path}"]\ntopic = "{topic_b}"\n'
         toml.write_text(text)
 
-    write_config(with_b=False)
+    write_config()
     append(first, lines(0, 100))
     append(second, lines(0, 50))
+    append(third, lines(0, 5))
     agent = ship_running(state, "--config", str(toml))
     wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
     assert str(second) not in committed(state)
-    write_config(with_b=True)
+    write_config(("b", second))
     agent.send_signal(signal.SIGHUP)
     wait_for(lambda: committed(state).get(str(second)) == second.stat().st_size,
              what="the input added by SIGHUP")
-    write_config(with_b=False)  # removing an input keeps its offset
+    # One reload removes input b and adds input c: once c's file is shipped, b is gone, so
+    # what b.log gets from now on stays unread (and its offset where it was).
+    write_config(("c", third))
     agent.send_signal(signal.SIGHUP)
+    wait_for(lambda: committed(state).get(str(third)) == third.stat().st_size,
+             what="the reload that removes input b")
     append(second, lines(50, 60))
     append(first, lines(100, 110))
     wait_for(lambda: committed(state).get(str(first)) == first.stat().st_size)
@@ -158,8 +164,11 @@ def test_a_toml_config_with_two_inputs_and_a_reload(
     got_a = check(kafka_broker.bootstrap, topic_a, 110)
     assert got_a.gaps == [] and got_a.duplicates == {}
     assert {r["service"] for r in got_a.records} == {"svc-a"}
-    got_b = check(kafka_broker.bootstrap, topic_b, 50)
-    assert got_b.gaps == [] and got_b.received == 50
+    got_b = check(kafka_broker.bootstrap, topic_b, 55)  # b's first 50 lines, then c's 5
+    assert got_b.received == 55
+    from_b = sorted(number_of(r["message"]) or 0 for r in got_b.records
+                    if r["file"] == str(second))
+    assert from_b == list(range(50))  # nothing appended after the removal, no duplicate
 
 
 def test_a_bad_config_fails_at_start_naming_it(tmp_path: Path) -> None:
