@@ -13,13 +13,6 @@ the public ``send()``.
 from __future__ import annotations
 
 import contextlib
-
-# socket.getaddrinfo() imports this codec the first time it resolves a host name, and it ran on
-# the connect thread. A fork while that thread held the module's import lock (a gunicorn
-# --preload master forks its workers right after the app logs its first record) left the lock
-# held in the child for good: its own connect thread then waited on it forever. Imported here,
-# on the thread that builds the handler, it is loaded before any thread of kafkalog's exists.
-import encodings.idna  # noqa: F401
 import ssl
 import threading
 from collections.abc import Callable, Sequence

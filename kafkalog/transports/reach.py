@@ -9,6 +9,13 @@ anything about delivery: the worker's retries and the spill stay as they are.
 
 from __future__ import annotations
 
+# socket.getaddrinfo() imports the IDNA codec (and with it stringprep and unicodedata) the
+# first time it resolves a host name, and both transports resolve names on threads of their own
+# (this module's check, kafka-python's connect thread). A fork while such a thread held the
+# codec's import lock (a gunicorn --preload master forks its workers right after the app logs
+# its first record) left the lock held in the child for good: its own thread then waited on it
+# forever. Imported here, on the thread that builds the transport, before any of its threads.
+import encodings.idna  # noqa: F401
 import errno
 import socket
 import threading
