@@ -147,28 +147,38 @@ def _read(secured: SecuredKafkaBroker, topic: str, expected: int) -> list[str]:
 # -- round trips --------------------------------------------------------------------------------
 
 
+TRANSPORTS = ["kafka-python", "confluent"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_sasl_ssl_round_trip(secured: SecuredKafkaBroker, secured_topic: str,
-                             logger: logging.Logger, tmp_path: Path, mechanism: str) -> None:
+def test_sasl_ssl_round_trip(  # noqa: PLR0917
+    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, tmp_path: Path,
+    mechanism: str, transport: str,
+) -> None:
     handler = KafkaHandler(topic=secured_topic, spill_dir=str(tmp_path / "spill"),
-                           **_sasl(secured, WRITER, mechanism))
-    sent = _log(logger, handler, 20, mechanism)
+                           **_sasl(secured, WRITER, mechanism, transport=transport))
+    sent = _log(logger, handler, 20, f"{transport} {mechanism}")
     assert handler.flush(timeout=30)
     assert handler.stats()["delivered"] == 20
+    handler.close()
     assert _read(secured, secured_topic, 20) == sorted(sent)
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_mutual_tls_round_trip_with_hostname_checking(
-    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, pki: Pki
+    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, pki: Pki,
+    transport: str,
 ) -> None:
     handler = KafkaHandler(
         topic=secured_topic, bootstrap_servers=secured.ssl_bootstrap, security_protocol="SSL",
         ssl_cafile=str(pki.ca_cert), ssl_certfile=str(pki.client_cert),
-        ssl_keyfile=str(pki.client_key), spill_dir=None,
+        ssl_keyfile=str(pki.client_key), spill_dir=None, transport=transport,
     )  # fmt: skip
     assert handler.config.ssl_check_hostname is True  # the default, and it passes
-    sent = _log(logger, handler, 10, "mtls")
+    sent = _log(logger, handler, 10, f"{transport} mtls")
     assert handler.flush(timeout=30)
+    handler.close()
     assert _read(secured, secured_topic, 10) == sorted(sent)
 
 
@@ -284,39 +294,12 @@ def test_kafkalog_check_on_a_secured_cluster_never_prints_the_password(
     _assert_no_secret(result.stdout, result.stderr)
 
 
-# -- the confluent transport: the same contract over librdkafka ---------------------------------
+# -- the confluent transport: the same refusals over librdkafka ---------------------------------
 
 
 def _confluent(secured: SecuredKafkaBroker, user: str, mechanism: str = "SCRAM-SHA-512",
                **extra: Any) -> dict[str, Any]:
     return _sasl(secured, user, mechanism, transport="confluent", **extra)
-
-
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
-def test_confluent_sasl_ssl_round_trip(secured: SecuredKafkaBroker, secured_topic: str,
-                                       logger: logging.Logger, tmp_path: Path,
-                                       mechanism: str) -> None:
-    handler = KafkaHandler(topic=secured_topic, spill_dir=str(tmp_path / "spill"),
-                           **_confluent(secured, WRITER, mechanism))
-    sent = _log(logger, handler, 20, f"confluent {mechanism}")
-    assert handler.flush(timeout=30)
-    assert handler.stats()["delivered"] == 20
-    handler.close()
-    assert _read(secured, secured_topic, 20) == sorted(sent)
-
-
-def test_confluent_mutual_tls_round_trip(
-    secured: SecuredKafkaBroker, secured_topic: str, logger: logging.Logger, pki: Pki
-) -> None:
-    handler = KafkaHandler(
-        topic=secured_topic, bootstrap_servers=secured.ssl_bootstrap, security_protocol="SSL",
-        ssl_cafile=str(pki.ca_cert), ssl_certfile=str(pki.client_cert),
-        ssl_keyfile=str(pki.client_key), spill_dir=None, transport="confluent",
-    )  # fmt: skip
-    sent = _log(logger, handler, 10, "confluent mtls")
-    assert handler.flush(timeout=30)
-    handler.close()
-    assert _read(secured, secured_topic, 10) == sorted(sent)
 
 
 # failure -> (what is wrong in the settings, what the one warning must say)
