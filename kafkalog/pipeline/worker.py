@@ -237,8 +237,12 @@ class BatchWorker:
         if self._abort.is_set() or self._past_deadline():
             return True  # _deliver gives the batch up at once
         linger_end = self._clock() + self._linger_s
-        while not self._urgent():
+        while True:
+            # Clear before checking: a stop() or flush that sets the event after the check
+            # must still cut this wait short.
             queue.wakeup.clear()
+            if self._urgent():
+                break
             _, nbytes = queue.depth()
             remaining = linger_end - self._clock()
             if nbytes >= self._batch_bytes or remaining <= 0:
@@ -280,7 +284,9 @@ class BatchWorker:
             if remaining <= 0:
                 return
             queue.wakeup.clear()
-            if queue.depth()[0] == 0:
+            # Checked again after the clear: an abort() that set the event between the loop's
+            # check and the clear would otherwise be slept through (a whole backoff).
+            if queue.depth()[0] == 0 and not self._abort.is_set():
                 queue.wakeup.wait(remaining)
 
     def _count_retry(self, state: RetryCallState) -> None:

@@ -8,7 +8,8 @@ import os
 import stat
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,47 @@ def test_close_spills_what_is_still_in_memory_when_kafka_is_unreachable(tmp_path
     assert outcomes.wait_for(501)
     assert set(outcomes.final.values()) == {Outcome.SPILLED}
     assert pipeline.stats()["spill_pending_records"] == 501
+
+
+class _HookOnClear(threading.Event):
+    """The worker's wake-up event, with a hook run once just before the next clear(): a stop
+    that lands between the worker's last check and its clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook: Callable[[], None] | None = None
+
+    def clear(self) -> None:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        super().clear()
+
+
+def test_an_abort_just_before_the_replay_sleep_clears_its_wakeup_is_not_slept_through(
+    tmp_path: Path,
+) -> None:
+    # The race behind a CI failure: abort() set the event, the sleeping worker cleared it and
+    # then waited out a whole backoff (here a minute) before noticing.
+    transport, outcomes = MemoryTransport(), Outcomes()
+    transport.fail_next = [DOWN] * 100_000
+    pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
+                    close_timeout_ms=600_000, retry_backoff_ms=60_000,
+                    retry_backoff_max_ms=60_000)
+    wakeup = _HookOnClear()
+    pipeline._queue.wakeup = wakeup
+    assert pipeline.wait(pipeline.submit(b"first"), 30.0)
+    worker = pipeline._worker
+    deadline = time.monotonic() + 30.0
+    while pipeline.stats()["retries"] < 1:  # the replay failed: the worker is in its backoff
+        assert time.monotonic() < deadline, "the replay of the spilled record was not retried"
+        time.sleep(0.01)  # polled, bounded: the worker runs on its own thread
+    wakeup.hook = worker.abort
+    wakeup.set()  # the sleep loop turns once more: the abort lands just before its clear
+    assert worker.join(20.0), "the worker slept through abort() for a whole backoff"
+    pipeline.close()
+    assert outcomes.wait_for(1)
+    assert outcomes.final == {1: Outcome.SPILLED}
 
 
 def test_close_during_the_first_outage_spills_and_returns_without_waiting(tmp_path: Path) -> None:
