@@ -3,11 +3,13 @@ run resumes where this one's deliveries ended.
 
 Format, version 1: ``registry.json`` holds ``{"version": 1, "states": [...], "crc32c": N}``,
 where N is the CRC-32C of the same object without its ``"crc32c"`` key, as orjson writes it.
-A save writes ``registry.json.tmp`` and fsyncs it, turns the previous good registry into
-``registry.json.bak``, renames the new one into place and fsyncs the directory. A crash at any
-point leaves a good registry: the new one, the old one, or (between the two renames) the old
-one as ``.bak``. Loading checks the checksum and the version and falls back to ``.bak``; when
-both are unusable, ``on_corrupt`` decides.
+A save writes ``registry.json.tmp`` and fsyncs it, makes the previous good registry the
+``registry.json.bak`` (a hard link renamed over the old backup, so ``registry.json`` itself is
+never missing), renames the new one into place and fsyncs the directory. A crash at any point
+leaves a good registry: the new one or the old one. Loading checks the checksum and the
+version and falls back to ``.bak``; when both are unusable, ``on_corrupt`` decides. On a file
+system without hard links the previous registry is renamed to ``.bak`` instead, and a crash
+between that rename and the next leaves only the ``.bak``, which loading then uses.
 """
 
 from __future__ import annotations
@@ -209,7 +211,7 @@ class Registry:
         try:
             states = self._read(self.path)
         except FileNotFoundError:
-            # The first run, or a crash between the two renames of a save: see the .bak.
+            # The first run, or (without hard links) a crash within a save: see the .bak.
             problems.append(f"{self.path} is missing")
         except _CorruptError as exc:
             problems.append(f"{self.path}: {exc}")
@@ -286,17 +288,41 @@ class Registry:
             finally:
                 os.close(fd)
             if self._current_is_good():
-                with contextlib.suppress(FileNotFoundError):
-                    os.replace(self.path, self.backup_path)
+                self._back_up_current()
             self._current_good = None  # until the new one is in place
             os.replace(self.temp_path, self.path)
             self._current_good = True
             _fsync_dir(self.state_dir)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                self.temp_path.unlink()
+            for leftover in (self.temp_path, self._backup_link_path):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
             raise RegistryError(f"cannot write the registry {self.path}: {exc}") from exc
         self._last_saved = data
+
+    @property
+    def _backup_link_path(self) -> Path:
+        return self.backup_path.with_name(self.backup_path.name + TEMP_SUFFIX)
+
+    def _back_up_current(self) -> None:
+        """Make the current registry the ``.bak`` while it stays in place: readers (and a
+        crash) never find the state directory without ``registry.json``."""
+        link = self._backup_link_path
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()  # left by a crash within an earlier save
+        try:
+            os.link(self.path, link)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+            # No hard links here (some FUSE and network file systems): rename instead; load()
+            # falls back to the .bak if a crash comes before the new registry is in place.
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(self.path, self.backup_path)
+            return
+        os.replace(link, self.backup_path)
 
     def lock(self) -> None:
         """Take the state directory for this agent (an flock on ``registry.lock``, released at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -88,9 +89,64 @@ def test_a_save_fsyncs_the_file_then_the_directory(tmp_path: Path,
     saved_twice(tmp_path)
     assert events == [
         "fsync file", "replace registry.json.tmp registry.json", "fsync dir",
-        "fsync file", "replace registry.json registry.json.bak",
+        "fsync file", "replace registry.json.bak.tmp registry.json.bak",
         "replace registry.json.tmp registry.json", "fsync dir",
     ]
+
+
+def test_the_registry_is_in_place_at_every_step_of_a_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(tmp_path)
+    registry.save(FIRST)
+    real_replace = os.replace
+    seen: list[tuple[list[FileState], int]] = []
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        reader = Registry(tmp_path)  # what another reader (or a crash here) would find
+        seen.append((reader.load(), reader.recovered_from_backup))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    registry.save(SECOND)
+    monkeypatch.undo()
+    assert seen == [(FIRST, 0), (FIRST, 0)], "registry.json itself, never the .bak"
+    assert Registry(tmp_path).load() == SECOND
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.json", "registry.json.bak"]
+    (tmp_path / "registry.json").unlink()
+    assert Registry(tmp_path).load() == FIRST, "the .bak holds the previous registry"
+
+
+@pytest.mark.parametrize("refusal", [errno.EPERM, errno.EOPNOTSUPP])
+def test_without_hard_links_the_previous_registry_is_renamed_to_bak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refusal: int
+) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(refusal, os.strerror(refusal))
+
+    monkeypatch.setattr(os, "link", no_links)
+    saved_twice(tmp_path)
+    monkeypatch.undo()
+    assert Registry(tmp_path).load() == SECOND
+    (tmp_path / "registry.json").unlink()
+    assert Registry(tmp_path).load() == FIRST, "the .bak holds the previous registry"
+
+
+def test_another_link_error_fails_the_save_and_keeps_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = Registry(tmp_path)
+    registry.save(FIRST)
+
+    def no_space(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "link", no_space)
+    with pytest.raises(RegistryError, match="cannot write the registry"):
+        registry.save(SECOND)
+    monkeypatch.undo()
+    assert Registry(tmp_path).load() == FIRST
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.json"]
 
 
 def test_an_unchanged_save_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
