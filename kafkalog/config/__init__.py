@@ -75,8 +75,10 @@ _HANDLER_ONLY = (
 class PipelineConfig:
     """All options of the delivery pipeline (transport, queue, worker, spill store), validated.
 
-    Build it with :meth:`from_options`. The pipeline takes records as ready-made bytes, so the
-    handler's formatting options are refused here; :class:`HandlerConfig` adds them.
+    Build it with :meth:`from_options` (which also takes the strings config files give) or
+    directly; either way every value is checked and a bad one raises ``ConfigError`` naming
+    the option. The pipeline takes records as ready-made bytes, so the handler's formatting
+    options are refused here; :class:`HandlerConfig` adds them.
     """
 
     topic: str
@@ -124,6 +126,22 @@ class PipelineConfig:
     spill_after_ms: int = 1000
     dead_letter_topic: str | None = None
 
+    def __post_init__(self) -> None:
+        # Built directly (PipelineConfig(topic=..., bootstrap_servers="a:9092")) or with
+        # dataclasses.replace(), the values have not been through from_options: check and
+        # normalise every field the same way, so that a string of servers or a negative
+        # linger_ms fails here, naming the option, and not later on the worker's thread.
+        # The validators are idempotent, so from_options' typed values pass unchanged.
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if values["topic"] in (None, ""):
+            raise ConfigError("topic", "is required")
+        for name, value in self._validate(values).items():
+            if value is not values[name]:
+                object.__setattr__(self, name, value)
+        final = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        transport.check_relations(final, option_names=_OPTION_NAMES)
+        pipeline.check_relations(final)
+
     def spill_path(self) -> Path | None:
         """The directory the spill store uses, or None if spilling is off."""
         return spill.spill_path(self.spill_dir, self.app_name, self.topic)
@@ -157,11 +175,7 @@ class PipelineConfig:
         unvalidated = set(options) - set(values)
         if unvalidated:
             raise InvariantError(f"option(s) validated nowhere: {sorted(unvalidated)}")
-        config = cls(**values)
-        final = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        transport.check_relations(final, option_names=_OPTION_NAMES)
-        pipeline.check_relations(final)
-        return config
+        return cls(**values)  # __post_init__ checks the options against each other
 
     @classmethod
     def _validate(cls, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -187,6 +187,33 @@ def test_bad_pipeline_option_gives_the_handlers_error(options: dict[str, Any]) -
     assert from_pipeline.value.option == from_handler.value.option
 
 
+def test_a_config_built_directly_is_validated_and_normalised_like_from_options() -> None:
+    direct = PipelineConfig(topic="t", bootstrap_servers="a:9092, b:9093",  # type: ignore[arg-type]
+                            acks="all", linger_ms="20", spill_dir=None)  # type: ignore[arg-type]
+    assert direct == PipelineConfig.from_options(
+        {"topic": "t", "bootstrap_servers": "a:9092, b:9093", "acks": "all", "linger_ms": "20",
+         "spill_dir": None})
+    assert direct.bootstrap_servers == ("a:9092", "b:9093")
+    assert direct.acks == -1 and direct.linger_ms == 20
+
+
+@pytest.mark.parametrize(
+    ("options", "option"),
+    [({"linger_ms": -1}, "linger_ms"), ({"topic": ""}, "topic"),
+     ({"retry_backoff_ms": 500, "retry_backoff_max_ms": 100}, "retry_backoff_max_ms"),
+     ({"producer_config": {"acks": 1}}, "producer_config")],
+)
+def test_bad_values_fail_a_config_built_directly_or_replaced(
+    options: dict[str, Any], option: str
+) -> None:
+    with pytest.raises(ConfigError) as direct:
+        PipelineConfig(**{"topic": "t", **options})
+    assert direct.value.option == option
+    with pytest.raises(ConfigError) as replaced:
+        dataclasses.replace(PipelineConfig.from_options({"topic": "t"}), **options)
+    assert replaced.value.option == option
+
+
 def test_missing_topic_is_an_error() -> None:
     with pytest.raises(ConfigError, match="'topic': is required"):
         PipelineConfig.from_options({})
