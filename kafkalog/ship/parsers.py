@@ -21,8 +21,8 @@ from kafkalog.ship.formats_common import Parsed, Parser, json_epoch
 from kafkalog.ship.formats_syslog import SYSLOG_ECS_FIELDS, syslog_parser
 from kafkalog.ship.formats_web import WEB_ECS_FIELDS, web_parser
 
-__all__ = ["ECS_FIELDS", "FORMATS", "MESSAGE_KEYS", "Parsed", "Parser", "parse_json",
-           "parse_raw", "parser_for", "to_ecs"]
+__all__ = ["ECS_FIELDS", "FORMATS", "MESSAGE_KEYS", "TIME_KEYS", "Parsed", "Parser",
+           "parse_json", "parse_raw", "parser_for", "to_ecs"]
 
 #: The names ``--format`` accepts.
 FORMATS: Final[tuple[str, ...]] = ("raw", "json", "nginx", "apache", "syslog")
@@ -60,12 +60,35 @@ def _message_of(obj: dict[str, Any]) -> str:
     return ""
 
 
+#: Where a JSON line's time is when it has no ``@timestamp``, in order: ``timestamp``
+#: (structlog, python-json-logger), ``time`` (log/slog, logrus, pino, bunyan), ``ts`` (zap).
+TIME_KEYS: Final[tuple[str, ...]] = ("timestamp", "time", "ts")
+
+# 2000-01-01 in epoch seconds. Under the names above, a smaller number is something else (a
+# duration such as nginx's request time), not a time.
+_EARLIEST_TIME = 946_684_800.0
+
+
+def _time_of(obj: dict[str, Any]) -> float | None:
+    """The time of a JSON object without ``@timestamp``, taken out of it: the first of
+    :data:`TIME_KEYS` that holds an ISO 8601 string or an epoch number (seconds to
+    nanoseconds) since 2000; None if none does (those keys then stay fields)."""
+    for name in TIME_KEYS:
+        if name in obj:
+            epoch = json_epoch(obj[name])
+            if epoch is not None and epoch >= _EARLIEST_TIME:
+                del obj[name]
+                return epoch
+    return None
+
+
 def parse_json(line: str) -> Parsed:
     """``json``: the object's keys become fields. The message is taken out of them: its
     ``message`` (as JSON text if it is not a string), else ``msg``, else ``event``, the first
     of these two that is a string, else ``""``. ``@timestamp`` is the timestamp (ISO 8601, or
-    epoch seconds or milliseconds). A line that is not a JSON object is kept as the message,
-    with the error."""
+    epoch seconds or milliseconds); without it, the first of ``timestamp``, ``time`` and
+    ``ts`` that holds a time is, and is taken out of the fields. A line that is not a JSON
+    object is kept as the message, with the error."""
     try:
         obj = _loads(line)
     except _JSONDecodeError as exc:
@@ -81,7 +104,7 @@ def parse_json(line: str) -> Parsed:
     else:
         message = _message_of(obj)
     if "@timestamp" not in obj:
-        return Parsed(message, None, obj)
+        return Parsed(message, _time_of(obj), obj)
     stamp = obj.pop("@timestamp")
     timestamp = json_epoch(stamp)
     if timestamp is None:
