@@ -116,8 +116,14 @@ def _parse_5424(m: re.Match[str]) -> Parsed:
         fields["structured_data"] = _structured_data(sd)
     if msg is None:
         msg = ""
-    elif msg.startswith("\ufeff"):  # the BOM that marks a UTF-8 MSG
-        msg = msg[1:]
+    else:
+        if msg.startswith("\ufeff"):  # the BOM that marks a UTF-8 MSG
+            msg = msg[1:]
+        if msg.startswith(" "):
+            # rsyslog's RFC 5424 output of a message from the local socket ("tag: text")
+            # keeps the space after the tag in MSG, as its %msg% property does: one space,
+            # so that indentation beyond it is kept.
+            msg = msg[1:]
     timestamp = None
     if stamp != "-":
         timestamp = iso_epoch(stamp)

@@ -267,9 +267,10 @@ def test_rsyslog_rfc5424_in_ecs(shipped: Shipped) -> None:
         return doc
 
     expected = [
-        # rsyslog's %msg% keeps the space after the tag: two spaces after the "-" of no SD
+        # rsyslog's %msg% keeps the space after the tag (two spaces after the "-" of no SD):
+        # the parser drops it
         ecs(0, stamp(2026, 12, 4, 16, 38, 29, offset_h=1, us=284241),
-            " Accepted publickey for deploy from 192.0.2.10 port 52214 ssh2: ED25519 "
+            "Accepted publickey for deploy from 192.0.2.10 port 52214 ssh2: ED25519 "
             "SHA256:Xk1v0m3xvqNhZfJ7o8m2bq0Q5u1JcYl9mT0pWcQ2sE4",
             {"facility": {"code": 4}, "severity": {"code": 6}}, level="info",
             process={"name": "sshd", "pid": 6841}),

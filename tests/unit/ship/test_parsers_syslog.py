@@ -102,6 +102,21 @@ def test_rfc5424_nil_values_are_omitted() -> None:
     assert parsed == Parsed("hello", None, {"facility": 1, "severity": 5, "level": "notice"})
 
 
+@pytest.mark.parametrize(
+    ("rest", "message"),
+    [
+        ("-  Accepted publickey", "Accepted publickey"),  # rsyslog: the space after the tag
+        ("- \ufeff Accepted publickey", "Accepted publickey"),  # after a BOM too
+        ("-    indented", "  indented"),  # one space only: the rest is the sender's
+        ("- \t tab", "\t tab"),
+    ],
+)
+def test_rfc5424_the_space_rsyslog_keeps_before_a_local_message_is_dropped(
+    rest: str, message: str
+) -> None:
+    assert parse(f"<38>1 2026-12-04T16:38:29Z web01 sshd 6841 - {rest}").message == message
+
+
 def test_rfc5424_a_proc_id_that_is_not_a_number_stays_text() -> None:
     assert parse("<13>1 2026-12-04T17:00:00Z h kernel kworker/0:1 - - m").fields["proc_id"] == (
         "kworker/0:1"
