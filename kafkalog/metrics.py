@@ -38,7 +38,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from kafkalog.handler import KafkaHandler
 from kafkalog.pipeline import Pipeline, lifecycle
-from kafkalog.ship.agent import ShipAgent, live_agents
+from kafkalog.ship.agent import live_agents
+from kafkalog.ship.metrics import ship_families
 from kafkalog.sink.loop import live_sinks
 from kafkalog.sink.metrics import sink_families
 
@@ -206,14 +207,14 @@ class KafkalogCollector:
 
     def describe(self) -> list[Metric]:
         """The metric families, without samples (lets a registry check names up front)."""
-        return [*self._families({}), *_ship_families([]), *sink_families([])]
+        return [*self._families({}), *ship_families([]), *sink_families([])]
 
     def collect(self) -> Iterator[Metric]:
         """Read every handler's ``stats()`` and yield the metric families."""
         with self._lock:
             totals = self._gather()
         yield from self._families(totals)
-        yield from _ship_families(live_agents() if self._follow_all else [])
+        yield from ship_families([a.stats() for a in live_agents()] if self._follow_all else [])
         yield from sink_families([s.stats() for s in live_sinks()] if self._follow_all else [])
 
     def _gather(self) -> dict[str, _Totals]:
@@ -281,30 +282,6 @@ class KafkalogCollector:
             del self._tracked[key]
         for tracked in self._tracked.values():
             tracked.last = None
-
-
-def _ship_families(agents: list[ShipAgent]) -> Iterator[Metric]:
-    """The file agents' own series: per-file lag, open files and lines read (their records'
-    delivery is in the pipelines' series, by topic)."""
-    lag = GaugeMetricFamily("kafkalog_ship_lag_bytes", "Bytes of a followed file not read "
-                            "yet.", labels=["input", "file"])
-    files = GaugeMetricFamily("kafkalog_ship_files", "Files the file agent has open.",
-                              labels=["input"])
-    lines = CounterMetricFamily("kafkalog_ship_lines", "Lines the file agent read.",
-                                labels=[])
-    open_per_input: dict[str, int] = {}
-    total_lines = 0
-    for agent in agents:
-        stats = agent.stats()
-        total_lines += stats["lines"]
-        for path, each in stats["per_file"].items():
-            lag.add_metric([each["input"], path], each["lag_bytes"])
-            open_per_input[each["input"]] = open_per_input.get(each["input"], 0) + 1
-    for name, count in sorted(open_per_input.items()):
-        files.add_metric([name], count)
-    if agents:
-        lines.add_metric([], total_lines)
-    yield from (lag, files, lines)
 
 
 _COLLECTORS: weakref.WeakSet[KafkalogCollector] = weakref.WeakSet()

@@ -73,9 +73,7 @@ class BatchWorker:
         self._stop_deadline = float("inf")
         self._flush_target = 0
         self._next_adopt = 0.0
-        # Kafka is known to be down: the last attempt failed (retriably) and nothing was
-        # acknowledged since. A caller waiting for records (sync_level, flush) then has them
-        # spilled at once instead of waiting out retries: _spill_now().
+        # Whether Kafka is known to be down (see _spill_now()).
         self._outage = Outage(self._transport, warnings, topic=config.topic,
                               spill=spill is not None)
         self._retrying, self._replay_retrying = retry_policies(
@@ -238,9 +236,7 @@ class BatchWorker:
             return True  # _deliver gives the batch up at once
         linger_end = self._clock() + self._linger_s
         while True:
-            # Clear before checking: a stop() or flush that sets the event after the check
-            # must still cut this wait short.
-            queue.wakeup.clear()
+            queue.wakeup.clear()  # before the checks: a stop() or flush after them wakes us
             if self._urgent():
                 break
             _, nbytes = queue.depth()
@@ -283,9 +279,7 @@ class BatchWorker:
             remaining = end - self._clock()
             if remaining <= 0:
                 return
-            queue.wakeup.clear()
-            # Checked again after the clear: an abort() that set the event between the loop's
-            # check and the clear would otherwise be slept through (a whole backoff).
+            queue.wakeup.clear()  # then check abort again: one set just before the clear is lost
             if queue.depth()[0] == 0 and not self._abort.is_set():
                 queue.wakeup.wait(remaining)
 

@@ -379,6 +379,7 @@ class ShipAgent:
         files = per_file(list(self._follows.values()))  # a snapshot: the loop may change it
         return {
             **self.counters,
+            "registry_pruned": self._resting.pruned,
             "files": len(files),
             "lag_bytes": sum(f["lag_bytes"] for f in files.values()),
             "per_file": files,

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -19,6 +20,7 @@ from kafkalog.metrics import COUNTERS, GAUGES, HISTOGRAMS, register, unregister
 from kafkalog.pipeline.counters import Distribution
 from kafkalog.ship.agent import ShipAgent
 from kafkalog.ship.config import ship_config
+from kafkalog.ship.metrics import AGENT_COUNTERS, INOTIFY_COUNTERS, ship_families
 from kafkalog.testing import MemoryTransport
 
 
@@ -234,6 +236,22 @@ def test_a_pipeline_of_its_own_is_followed_like_a_handler() -> None:
     unregister(collector, registry=registry)
 
 
+def test_the_agents_series_add_up_over_agents_and_show_any_agent_without_inotify() -> None:
+    def stats(n: int, active: bool) -> dict[str, Any]:
+        return {**dict.fromkeys((key for key, _ in AGENT_COUNTERS.values()), n),
+                "per_file": {f"/l/{n}.log": {"input": "web", "lag_bytes": 10 * n}},
+                "inotify": {"active": active, "events": n, "overflows": n,
+                            "watch_failures": n}}
+
+    families = {f.name: f for f in ship_families([stats(1, True), stats(2, False)])}
+    for name in [*AGENT_COUNTERS, *INOTIFY_COUNTERS]:
+        assert [s.value for s in families[name].samples] == [3], name
+    assert [s.value for s in families["kafkalog_ship_inotify_active"].samples] == [0]
+    assert sorted(s.value for s in families["kafkalog_ship_lag_bytes"].samples) == [10, 20]
+    assert [s.value for s in families["kafkalog_ship_files"].samples] == [2]
+    assert all(not f.samples for f in ship_families([])), "no agent: no samples"
+
+
 def test_a_running_file_agent_shows_its_files_and_their_lag(tmp_path: Path) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -256,6 +274,20 @@ def test_a_running_file_agent_shows_its_files_and_their_lag(tmp_path: Path) -> N
         assert got[("kafkalog_ship_files", "")] == 1  # (the helper keys by topic label only)
         assert got[("kafkalog_ship_lag_bytes", "")] == 0  # read to its end
         assert got[("kafkalog_ship_lines_total", "")] == 2
+        assert got[("kafkalog_ship_bytes_total", "")] == 8
+        assert got[("kafkalog_ship_events_total", "")] == 2
+        assert got[("kafkalog_ship_files_opened_total", "")] == 1
+        assert got[("kafkalog_ship_scans_total", "")] >= 1
+        assert got[("kafkalog_ship_registry_pruned_total", "")] == 0
+        assert got[("kafkalog_ship_inotify_active", "")] == 1  # Linux: the agent watches
+        assert got[("kafkalog_ship_inotify_overflows_total", "")] == 0
+        with (logs / "a.log").open("ab") as f:
+            f.write(b"three\n")
+        while len(transport.records) < 3 and time.monotonic() < deadline + 10:
+            time.sleep(0.02)  # polled, bounded
+        got = scrape(registry)
+        assert got[("kafkalog_ship_lines_total", "")] == 3
+        assert got[("kafkalog_ship_inotify_events_total", "")] >= 1, "the append was an event"
         stop.set()
         thread.join(30)
         assert not thread.is_alive()
