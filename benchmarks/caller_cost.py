@@ -145,7 +145,7 @@ def kafkalog_transports() -> dict[str, str | None]:
     return out
 
 
-def transport_option(name: str) -> dict[str, str]:
+def transport_option(name: str) -> dict[str, Any]:
     """The keyword selecting transport ``name`` (none for the default, so that the suite also
     runs on a kafkalog without the ``transport`` option)."""
     return {} if name == "kafka-python" else {"transport": name}

@@ -113,7 +113,7 @@ def new_topic(bootstrap: str, prefix: str, partitions: int = 3,
               config: dict[str, object] | None = None) -> str:
     """A fresh topic (every partition led) for one measurement."""
     name = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
-    return create_topic(bootstrap, name, partitions, config=config)
+    return str(create_topic(bootstrap, name, partitions, config=config))
 
 
 def delete_topics(bootstrap: str, names: list[str]) -> None:

@@ -63,7 +63,8 @@ BATCH_BYTES = 16384
 LINGER_MS = 5
 TIMEOUT_S = 300.0
 # A queue that holds a whole run, so that a run measures delivery rather than the spill.
-QUEUE = {"queue_max_records": 1_000_000, "queue_max_bytes": 1024 * 1024 * 1024}
+QUEUE: dict[str, Any] = {"queue_max_records": 1_000_000,
+                         "queue_max_bytes": 1024 * 1024 * 1024}
 USERS = [f"u-{k}" for k in range(1000)]
 
 # One run: returns (seconds, CPU seconds, records acknowledged).
@@ -215,7 +216,10 @@ def confluent_runner(bootstrap: str, topic: str, acks: str, codec: str,
         elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
         return elapsed, cpu, acked[0]
 
-    return one, lambda: producer.flush(10)
+    def close() -> None:
+        producer.flush(10)
+
+    return one, close
 
 
 def kind_of(impl: str) -> str:
