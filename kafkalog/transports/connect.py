@@ -55,8 +55,9 @@ def watching_client_factory(
     kafka-python retries a refused TLS handshake or SASL login until its bootstrap times
     out, then raises only ``KafkaTimeoutError``; the refusal itself is logged, not raised.
     This client appends each failure that ``is_refusal`` (by exception type) to ``sink``, so the
-    transport can name the cause at once. Built on kafka-python 3's connection manager; with
-    another version it returns None and errors are reported as kafka-python raises them.
+    transport can name the cause at once. Its event loop does not warn about slow steps (see
+    ``factory``). Built on kafka-python 3's connection manager; with another version it returns
+    None and errors are reported as kafka-python raises them.
     """
     try:
         from kafka.net.compat import KafkaNetClient  # noqa: PLC0415
@@ -82,7 +83,11 @@ def watching_client_factory(
             return conn
 
     def factory(**configs: Any) -> Any:
-        net = NetworkSelector(**configs)
+        # Off: kafka-python warns when one step of its event loop takes over 0.1 s of wall
+        # time, but in an application's process that time is mostly the wait for the GIL
+        # while the application's threads run, and the warning would blame kafka-python's
+        # loop for it (kafkalog summarised it once a minute under heavy logging).
+        net = NetworkSelector(**{**configs, "slow_task_threshold_secs": 0})
         return KafkaNetClient(net=net, manager=WatchingManager(net, **configs), **configs)
 
     return factory
