@@ -10,7 +10,7 @@ from pathlib import Path
 __all__ = ["LOG4J2", "error_summary", "log_tail", "tail"]
 
 LOG4J2 = """\
-# Written by tests/broker/kraft.py: broker logs go to a file, never to the test's stdout.
+# Written by tests/broker/node_config.py: broker logs go to a file, never to the test's stdout.
 status = warn
 name = kafkalog-test-broker
 appender.file.type = File
