@@ -15,7 +15,7 @@ Public API (re-exported here from the modules that hold it)::
     free_port()                 processes.py: ports, java, and the JVMs' exit hooks
     wait_for(fn, timeout=..., description=...)                   polling.py
 
-A node's configuration files are node_config.py, its log logs.py, BrokerError errors.py.
+Also: node_config.py (a node's configuration files), logs.py (its log), errors.py (BrokerError).
 
 Command line (for humans and examples)::
 
