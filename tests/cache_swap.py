@@ -2,7 +2,7 @@
 sibling directory, marked complete, and swapped into place, under a file lock so that
 concurrent callers download once.
 
-Used by ``broker/kraft.py`` (the Kafka jars) and ``search/artifacts.py`` (OpenSearch), both
+Used by ``broker/jars.py`` (the Kafka jars) and ``search/artifacts.py`` (OpenSearch), both
 filled by Maven (:func:`run_maven`). The marker holds a digest of what was asked for (a pom, a
 module list): a cache made for another digest is downloaded again and replaced.
 """
