@@ -124,6 +124,36 @@ def add_security(parser: argparse.ArgumentParser) -> None:
                        help="accept a certificate that names another host (not advised)")
 
 
+def add_metrics(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-address``: the process's Prometheus metrics over
+    HTTP (see :func:`serve_metrics`)."""
+    parser.add_argument("--metrics-port", type=positive_int, metavar="PORT",
+                        help="serve Prometheus metrics on this port (needs kafkalog[prometheus])")
+    parser.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
+                        help="the address of --metrics-port (default: 127.0.0.1)")
+
+
+def serve_metrics(args: argparse.Namespace, console: Console, command: str) -> bool:
+    """Serve kafkalog's collector (every pipeline, agent and sink of the process) on the
+    port ``--metrics-port`` gives, if it gives one. False, after saying why on ``console``,
+    when it cannot (no prometheus_client, the port taken)."""
+    if not args.metrics_port:
+        return True
+    try:
+        # Imported here: prometheus_client is an optional extra.
+        from prometheus_client import start_http_server  # noqa: PLC0415
+
+        import kafkalog.metrics  # noqa: PLC0415
+
+        kafkalog.metrics.register()
+        start_http_server(args.metrics_port, addr=args.metrics_address)
+    except (ImportError, OSError) as exc:
+        console.print(f"[red]kafkalog {command}: no metrics on port {args.metrics_port}: "
+                      f"{exc}[/red]")
+        return False
+    return True
+
+
 def security_options(args: argparse.Namespace) -> dict[str, Any]:
     """The handler's security options given on the command line (only those given).
 

@@ -26,8 +26,10 @@ from kafkalog.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     add_bootstrap,
+    add_metrics,
     add_security,
     security_options,
+    serve_metrics,
 )
 from kafkalog.errors import ConfigError
 from kafkalog.ship.agent import ShipAgent
@@ -55,6 +57,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                       help="where to start in files found at the very first start")
     ship.add_argument("--schema", choices=("default", "ecs"), default="default")
     ship.add_argument("--transport", choices=("kafka-python", "confluent"))
+    add_metrics(ship)
     add_security(ship)
 
 
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         agent = ShipAgent(config)
     except ConfigError as exc:
         console.print(f"[red]kafkalog ship: {exc}[/red]")
+        return EXIT_USAGE
+    if not serve_metrics(args, console, "ship"):
         return EXIT_USAGE
     stop = threading.Event()
 

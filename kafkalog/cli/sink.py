@@ -26,9 +26,11 @@ from kafkalog.cli.common import (
     EXIT_TOPIC_MISSING,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    add_metrics,
     add_security,
     positive_int,
     security_options,
+    serve_metrics,
 )
 from kafkalog.config import BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP, SCHEMAS
 from kafkalog.errors import ConfigError
@@ -78,10 +80,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--dead-letter-topic", metavar="T", help="(default: GROUP.dead-letters)")
     p.add_argument("--bulk-workers", type=positive_int, metavar="N")
     p.add_argument("--bulk-max-records", type=positive_int, metavar="N")
-    p.add_argument("--metrics-port", type=positive_int, metavar="PORT",
-                   help="serve Prometheus metrics on this port (needs kafkalog[prometheus])")
-    p.add_argument("--metrics-address", default="127.0.0.1", metavar="ADDR",
-                   help="the address of --metrics-port (default: 127.0.0.1)")
+    add_metrics(p)
     add_security(p)
 
 
@@ -120,13 +119,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     except ConfigError as exc:
         console.print(f"[red]kafkalog sink: {exc}[/red]")
         return EXIT_USAGE
-    if args.metrics_port:
-        try:
-            _serve_metrics(args.metrics_address, args.metrics_port)
-        except (ImportError, OSError) as exc:
-            console.print(f"[red]kafkalog sink: no metrics on port {args.metrics_port}: "
-                          f"{exc}[/red]")
-            return EXIT_USAGE
+    if not serve_metrics(args, console, "sink"):
+        return EXIT_USAGE
     stop = threading.Event()
     failure: list[BaseException] = []
 
@@ -158,17 +152,6 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"kafkalog sink: stopped; {stats['read']:,} read, {stats['written']:,} "
                   f"written to {sink.output.name}, {stats['dead_lettered']:,} dead-lettered")
     return EXIT_OK
-
-
-def _serve_metrics(address: str, port: int) -> None:
-    """Register kafkalog's collector (pipelines and sinks) and serve it over HTTP."""
-    # Imported here: prometheus_client is an optional extra.
-    from prometheus_client import start_http_server  # noqa: PLC0415
-
-    import kafkalog.metrics  # noqa: PLC0415
-
-    kafkalog.metrics.register()
-    start_http_server(port, addr=address)
 
 
 def _report_failure(exc: BaseException, console: Console) -> int:
