@@ -4,6 +4,10 @@ name exactly the handler's options that PipelineConfig does not take.
 The default column is written as a user would pass the value; feeding it through
 ``HandlerConfig.from_options`` must give the same value the handler uses when the option is
 left out. So a renamed option, a new option without a row, or a changed default fails here.
+
+Every relative link of the README, CONTRIBUTING.md and docs/ must also reach an existing file
+and, for ``page.md#anchor``, a heading of that page: a renamed heading or page fails here, not
+only in the documentation site's strict build.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from kafkalog import HandlerConfig, PipelineConfig
 
-REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE = ROOT / "docs" / "reference.md"
 _ROW = re.compile(r"^\| `(?P<name>[a-z_]+)` \| (?P<type>[^|]+) \| (?P<default>[^|]+) \|"
                   r" (?P<kafka>[^|]+) \| (?P<section>[^|]+) \|$")
 _DEFAULT = re.compile(r"^`(?P<literal>[^`]+)`")
@@ -77,3 +83,40 @@ def test_reference_section_links_point_at_existing_headings() -> None:
             page, anchor = target
             if page == "configuration.md":
                 assert anchor in anchors, f"{name}: no heading #{anchor} in configuration.md"
+
+
+_FENCE = re.compile(r"^```.*?^```", flags=re.M | re.S)
+_LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
+
+
+def _slug(heading: str) -> str:
+    """A heading's anchor, as the site's ``toc`` extension makes it (its default slugify)."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "")
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def _anchors(page: Path) -> set[str]:
+    text = _FENCE.sub("", page.read_text(encoding="utf-8"))
+    return {_slug(h) for h in re.findall(r"^#{1,6} (.+?)#*$", text, flags=re.M)}
+
+
+def _pages() -> list[Path]:
+    return [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+@pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_reach_existing_pages_and_headings(page: Path) -> None:
+    broken = []
+    for match in _LINK.finditer(_FENCE.sub("", page.read_text(encoding="utf-8"))):
+        target = match["target"]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+            broken.append(f"{target}: no heading #{anchor} in {linked.name}")
+    assert broken == []
