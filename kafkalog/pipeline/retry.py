@@ -15,6 +15,7 @@ the spill.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from tenacity import (
@@ -23,9 +24,9 @@ from tenacity import (
     retry_if_exception,
     stop_after_delay,
     stop_any,
-    wait_exponential_jitter,
 )
 from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 from kafkalog.config import PipelineConfig
 from kafkalog.errors import TransportError
@@ -39,6 +40,24 @@ class _StopAtDeadline(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._past_deadline()
+
+
+class _ExponentialJitter(wait_base):
+    """``first_s * 2**(attempt - 1)`` plus up to ``first_s`` of jitter, at most ``max_s``.
+
+    tenacity's ``wait_exponential_jitter`` does this too, but its parameter for the first wait
+    changed name in 9.2 (``initial`` -> ``multiplier``, the old one deprecated) and kafkalog
+    supports tenacity from 8.2: this class is the same on every version.
+    """
+
+    def __init__(self, first_s: float, max_s: float) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exponent = min(retry_state.attempt_number - 1, 64)  # past 2**64 the cap decides anyway
+        wait = self._first_s * 2.0**exponent + random.uniform(0, self._first_s)
+        return min(wait, self._max_s)
 
 
 def _is_retriable(exc: BaseException) -> bool:
@@ -63,11 +82,8 @@ def retry_policies(
     in_memory_s = config.delivery_timeout_ms / 1000
     if with_spill:
         in_memory_s = min(in_memory_s, config.spill_after_ms / 1000)
-    backoff = wait_exponential_jitter(
-        multiplier=config.retry_backoff_ms / 1000,
-        max=config.retry_backoff_max_ms / 1000,
-        jitter=config.retry_backoff_ms / 1000,
-    )
+    backoff = _ExponentialJitter(config.retry_backoff_ms / 1000,
+                                 config.retry_backoff_max_ms / 1000)
     retry = retry_if_exception(_is_retriable)
     in_memory = Retrying(
         retry=retry,
