@@ -13,6 +13,7 @@ from race_hooks import HookOnClear, NoticingLock, run_aside
 
 from kafkalog import TransportError
 from kafkalog.pipeline import Pipeline
+from kafkalog.pipeline.queue import RecordQueue
 from kafkalog.testing import MemoryTransport
 from kafkalog.transports import OutRecord, Transport
 
@@ -133,3 +134,78 @@ def test_two_flushes_at_once_never_lower_the_flush_target() -> None:
     assert not others[0].is_alive()
     assert worker._flush_target == 10
     pipeline.close()
+
+
+def test_a_submit_that_passed_the_closed_check_before_close_is_refused_and_counted() -> None:
+    # submit() checks ``closed`` and then puts into the queue. A close() that ran in between,
+    # worker exit included, left that record in a queue nobody takes: accepted (a number came
+    # back) but never resolved, and counted nowhere.
+    transport = MemoryTransport()
+    pipeline = Pipeline("t", transport_factory=MemoryTransport.factory(transport), linger_ms=0)
+    assert pipeline.flush(30.0) and pipeline.submit(b"before") == 1
+    pipeline.close()
+    assert not pipeline._worker.alive
+    late = pipeline._queue.put((b"late", None))  # the rest of a submit() that raced close()
+    assert late == 0, "accepted by a queue that nobody takes from any more"
+    assert pipeline.stats()["dropped"] == 1
+    assert pipeline.resolved() == 1
+    assert [value for value, _ in transport.records] == [b"before"]
+
+
+def test_a_put_blocked_for_room_when_the_worker_stops_is_refused_at_once() -> None:
+    # Under overflow_policy "block", a caller still waiting for room when the worker stops
+    # for good gives up then (refused, counted), not after block_timeout_ms (here 10 minutes).
+    queue = RecordQueue(max_records=1, max_bytes=1 << 20, batch_bytes=1 << 16, policy="block",
+                        block_timeout_s=600.0)
+    assert queue.put((b"queued", None)) == 1
+    results: list[int] = []
+    blocked = threading.Thread(target=lambda: results.append(queue.put((b"blocked", None))))
+    blocked.start()
+    deadline = time.monotonic() + 30.0
+    while queue.counters()["blocked"] < 1:
+        assert time.monotonic() < deadline, "the second put did not wait for room"
+        time.sleep(0.01)  # polled, bounded: the caller runs on its own thread
+    queue.refuse_more()
+    blocked.join(30.0)
+    assert not blocked.is_alive(), "the blocked put waited out block_timeout_ms"
+    assert results == [0]
+    assert queue.put((b"later", None)) == 0
+    assert queue.counters()["dropped_newest"] == 2
+    assert queue.take(10, 1 << 20) == [(b"queued", None)]
+
+
+class _HookOnRelease:
+    """A lock that runs ``hook`` once, just after its next release."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.hook: Callable[[], None] | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+
+
+def test_a_first_submit_that_passed_the_closed_check_before_close_is_refused() -> None:
+    # The same race before any record, the first submit() landing just after close() marked
+    # the pipeline closed: no worker is started then, and the record would have waited in a
+    # queue that has none.
+    pipeline = Pipeline("t", transport_factory=MemoryTransport.factory(MemoryTransport()))
+    state_lock = _HookOnRelease()
+    pipeline._state_lock = state_lock  # type: ignore[assignment]
+    late: list[int] = []
+
+    def rest_of_a_first_submit() -> None:  # it found the pipeline open, and now goes on
+        pipeline._start_worker()
+        late.append(pipeline._queue.put((b"late", None)))
+
+    state_lock.hook = rest_of_a_first_submit
+    pipeline.close()
+    assert late == [0], "accepted into a queue that no worker takes from"
+    assert not pipeline._worker.alive
+    assert pipeline.stats()["dropped"] == 1
