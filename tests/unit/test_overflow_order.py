@@ -80,7 +80,7 @@ def _handler(tmp_path: Path, transport: MemoryTransport, **options: object) -> K
                         batch_size=200, **options)
 
 
-def _wait(condition: object, timeout_s: float = 10.0) -> None:
+def _wait(condition: object, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():  # type: ignore[operator]
