@@ -221,19 +221,19 @@ class BatchWorker:
         """Block until a batch is due. False when stopping and nothing is left to send."""
         queue = self._queue
         while True:
-            queue.wakeup.clear()
+            queue.wakeup.clear()  # before every check: a set after it ends the wait below
             count, _ = queue.depth()
             if count:
                 break
             if self._stopping.is_set():
                 return False
+            self._maybe_adopt()
             if self._spill is not None:
+                if self._spill.has_pending():  # adopted, or a queue overflow spilled: replay
+                    return True
                 self._spill.sync()  # going idle: make what was spilled durable now
             self._ledger.deliver_reports()
             queue.wakeup.wait(IDLE_WAIT_S)
-            self._maybe_adopt()
-            if self._spill is not None and self._spill.has_pending():
-                return True  # adopted segments: the main loop replays them
         if self._abort.is_set() or self._past_deadline():
             return True  # _deliver gives the batch up at once
         linger_end = self._clock() + self._linger_s

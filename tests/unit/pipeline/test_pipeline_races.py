@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
 from race_hooks import HookOnClear, NoticingLock, run_aside
 
 from kafkalog import TransportError
 from kafkalog.pipeline import Pipeline
+from kafkalog.pipeline import worker as worker_module
 from kafkalog.pipeline.queue import RecordQueue
 from kafkalog.testing import MemoryTransport
 from kafkalog.transports import OutRecord, Transport
@@ -209,3 +211,35 @@ def test_a_first_submit_that_passed_the_closed_check_before_close_is_refused() -
     assert late == [0], "accepted into a queue that no worker takes from"
     assert not pipeline._worker.alive
     assert pipeline.stats()["dropped"] == 1
+
+
+def test_a_queue_overflow_just_before_the_idle_worker_clears_its_wakeup_is_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle worker looked at the spill (nothing), then a record larger than the whole queue
+    # went to the spill from the caller's thread and set the wake-up, which the worker then
+    # cleared: the record waited for the next idle timeout (here ten minutes) to be replayed.
+    monkeypatch.setattr(worker_module, "IDLE_WAIT_S", 600.0)
+    transport = MemoryTransport()
+    pipeline = Pipeline("t", transport_factory=MemoryTransport.factory(transport),
+                        spill_dir=str(tmp_path), linger_ms=0, queue_max_bytes=4096,
+                        max_request_size=4096, close_timeout_ms=2000)
+    wakeup = HookOnClear()
+    pipeline._queue.wakeup = wakeup
+    try:
+        assert pipeline.wait(pipeline.submit(b"first"), 30.0)
+        deadline = time.monotonic() + 30.0
+        while not wakeup.waiting:
+            assert time.monotonic() < deadline, "the worker did not go idle"
+            time.sleep(0.01)  # polled, bounded: the worker runs on its own thread
+        big: list[int] = []
+        wakeup.hook = lambda: big.append(pipeline.submit(b"x" * 5000))  # overflows to disk
+        wakeup.set()  # the idle loop turns once more: the overflow lands just before the clear
+        deadline = time.monotonic() + 30.0
+        while len(transport.records) < 2:
+            assert time.monotonic() < deadline, "the spilled record waited for the idle timeout"
+            time.sleep(0.01)  # polled, bounded: the worker runs on its own thread
+        assert big == [2]
+        assert [len(value) for value, _ in transport.records] == [5, 5000]
+    finally:
+        pipeline.close()
