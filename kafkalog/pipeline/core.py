@@ -146,8 +146,7 @@ class Pipeline:
         return self._enqueue(value, key)
 
     def _enqueue(self, value: bytes, key: bytes | None = None) -> int:
-        """:meth:`submit` for callers that pass bytes by construction (the handler, whose
-        formatter and key function return bytes): one check less on every log call."""
+        """:meth:`submit` without its type check, for callers that pass bytes by construction."""
         if self._closed:
             self._dropped_after_close += 1
             return 0
@@ -204,15 +203,15 @@ class Pipeline:
         """Deliver what is queued within ``close_timeout_ms``, then stop the worker; what is
         left goes to the spill. Idempotent.
 
-        While Kafka is known to be unreachable (the last attempt failed and records go to the
-        spill), it does not wait: what is in memory goes to the spill at once, and the spill
-        stays on disk for the next process with the same ``spill_dir``.
+        While Kafka is known to be unreachable, it does not wait: what is in memory goes to
+        the spill at once, and stays there for the next process with the same ``spill_dir``.
 
         While logging's module lock is held (``dictConfig`` replacing a handler), it returns at
         once and the worker finishes in the background; an exit hook waits for it.
         """
         with self._state_lock:
             already, self._closed = self._closed, True
+        self._queue.refuse_more()  # before the worker stops: what it does not take is refused
         if not already and self._started:
             worker = self._worker
             worker.request_flush(self._queue.accepted)
@@ -236,6 +235,8 @@ class Pipeline:
             if not self._started and not self._closed:
                 self._worker.start()
                 self._started = True
+        if not self._started:  # close() came after the caller's check: refuse its put()
+            self._queue.refuse_more()
 
     def _revive_worker(self) -> None:
         """The queue is full: if the worker thread died (a bug in it), start a new one.

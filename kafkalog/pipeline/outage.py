@@ -10,6 +10,7 @@ attempts, its backoff sleep wakes up, and a send still waiting to connect return
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from kafkalog.diagnostics import RateLimitedWarnings
 from kafkalog.errors import SecurityError, TransportError
@@ -39,12 +40,14 @@ class Outage:
         if self._hurried is not None:
             self._hurried.set()  # a send waiting to connect returns: its records spill
 
-    def attempt_starts(self, spill_now: bool) -> None:
-        """Before each attempt; raises the last error instead when ``spill_now`` (the retry
+    def attempt_starts(self, spill_now: Callable[[], bool]) -> None:
+        """Before each attempt; raises the last error instead when ``spill_now()`` (the retry
         policy then gives the batch up to the spill, or the replay sleep spills the queue)."""
         if self._hurried is not None:
             self._hurried.clear()  # before the check: a caller arriving later sets it again
-        if spill_now and self.down is not None:
+        # Asked only now, after the clear: a caller that set ``hurried`` just before it is seen
+        # here, and one that comes later sets it again for the send.
+        if spill_now() and self.down is not None:
             raise self.down
 
     def attempt_ended(self, delivered: int, error: TransportError | None) -> None:

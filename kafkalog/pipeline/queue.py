@@ -155,7 +155,10 @@ class RecordQueue:
             return (dropped or None), self._fits(size)
         if self._policy == "block":
             self.blocked += 1
-            return None, self._not_full.wait_for(lambda: self._fits(size), self._block_timeout_s)
+            # (Also ends once refuse_more() made room impossible: no point waiting on then.)
+            self._not_full.wait_for(lambda: self._fits(size) or not self._max_records,
+                                    self._block_timeout_s)
+            return None, self._fits(size)
         return None, False
 
     def _overflow(self, entry: Entry, size: int) -> int | None:
@@ -227,6 +230,17 @@ class RecordQueue:
         """Every record of the batch in flight is resolved."""
         with self._lock:
             self.inflight_start = None
+
+    def refuse_more(self) -> None:
+        """The pipeline is closing: from now on every record is refused and counted in
+        ``dropped_newest``, as a full queue under ``drop_newest`` does (what is queued already
+        is still taken). A caller that passed the pipeline's closed check just before close()
+        would otherwise queue a record after the worker's last take: never resolved, nor
+        counted. put() pays nothing for this: it sees a queue that is always full."""
+        with self._lock:
+            self._max_records = 0
+            self._policy = "drop_newest"
+            self._not_full.notify_all()  # a put() blocked for room gives up now
 
     # -- progress ----------------------------------------------------------------------------
 

@@ -72,6 +72,7 @@ class BatchWorker:
         self._abort = threading.Event()
         self._stop_deadline = float("inf")
         self._flush_target = 0
+        self._flush_lock = threading.Lock()
         self._next_adopt = 0.0
         # Whether Kafka is known to be down (see _spill_now()).
         self._outage = Outage(self._transport, warnings, topic=config.topic,
@@ -102,7 +103,8 @@ class BatchWorker:
     def request_flush(self, upto: int) -> None:
         """Resolve the first ``upto`` accepted records without waiting for ``linger_ms`` (or
         for the spill's fsync interval)."""
-        self._flush_target = max(self._flush_target, upto)
+        with self._flush_lock:  # from several threads: a larger target is never written over
+            self._flush_target = max(self._flush_target, upto)
         self._queue.wakeup.set()
         if self._spill_now():
             self._outage.caller_waits()
@@ -219,19 +221,19 @@ class BatchWorker:
         """Block until a batch is due. False when stopping and nothing is left to send."""
         queue = self._queue
         while True:
-            queue.wakeup.clear()
+            queue.wakeup.clear()  # before every check: a set after it ends the wait below
             count, _ = queue.depth()
             if count:
                 break
             if self._stopping.is_set():
                 return False
+            self._maybe_adopt()
             if self._spill is not None:
+                if self._spill.has_pending():  # adopted, or a queue overflow spilled: replay
+                    return True
                 self._spill.sync()  # going idle: make what was spilled durable now
             self._ledger.deliver_reports()
             queue.wakeup.wait(IDLE_WAIT_S)
-            self._maybe_adopt()
-            if self._spill is not None and self._spill.has_pending():
-                return True  # adopted segments: the main loop replays them
         if self._abort.is_set() or self._past_deadline():
             return True  # _deliver gives the batch up at once
         linger_end = self._clock() + self._linger_s
@@ -256,8 +258,7 @@ class BatchWorker:
                 and self._flush_target > self._ledger.resolved)
 
     def _sleep(self, seconds: float) -> None:
-        # Backoff waits on an Event so that close() interrupts it, and so does a caller that
-        # starts waiting while Kafka is down (its records then go to the spill at once).
+        # On an Event: close(), and a caller waiting while Kafka is down, cut the backoff short.
         end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
         while not self._abort.is_set() and not self._spill_now():
             remaining = end - self._clock()
@@ -272,16 +273,17 @@ class BatchWorker:
             self.abort()  # closing, and Kafka took none of the replay: waiting delivers nothing
             return
         end = self._clock() + min(seconds, max(0.0, self._stop_deadline - self._clock()))
-        queue = self._queue
-        while not self._abort.is_set():
+        while True:
+            # Cleared before the checks: a set by abort(), a flush or put() after it ends the wait.
+            self._queue.wakeup.clear()
+            if self._abort.is_set():
+                return
             self._spill_queued()
-            self._housekeeping()  # keeps the fsync interval while appends pause
+            self._housekeeping()  # keeps the fsync interval; syncs at once for a waiting flush
             remaining = end - self._clock()
             if remaining <= 0:
                 return
-            queue.wakeup.clear()  # then check abort again: one set just before the clear is lost
-            if queue.depth()[0] == 0 and not self._abort.is_set():
-                queue.wakeup.wait(remaining)
+            self._queue.wakeup.wait(remaining)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.counters.retries += 1
@@ -310,17 +312,16 @@ class BatchWorker:
             return
         pending: list[Entry] = batch
         started = self._clock()
-        ledger = self._ledger
 
         def attempt() -> None:
             nonlocal pending, numbers
-            self._outage.attempt_starts(self._spill_now())
+            self._outage.attempt_starts(self._spill_now)
             results = self._sender.send(pending, self._attempt_timeout(started))
             if results.count(None) == len(results):  # all delivered: no loop in Python
                 self._outage.down = None
                 self.counters.delivered += len(pending)
                 for run in runs(numbers):
-                    ledger.resolve(run, Outcome.DELIVERED)
+                    self._ledger.resolve(run, Outcome.DELIVERED)
                 pending, numbers = [], ()
                 return
             retry: list[Entry] = []
@@ -338,7 +339,7 @@ class BatchWorker:
                     self._give_up([entry], (number,), err)
             self.counters.delivered += len(delivered)
             for run in runs(delivered):
-                ledger.resolve(run, Outcome.DELIVERED)
+                self._ledger.resolve(run, Outcome.DELIVERED)
             self._outage.attempt_ended(len(delivered), retry_error)
             pending, numbers = retry, retry_numbers
             if retry_error is not None:
@@ -361,7 +362,7 @@ class BatchWorker:
             return
 
         def attempt() -> None:
-            self._outage.attempt_starts(self._spill_now())
+            self._outage.attempt_starts(self._spill_now)
             step = replay_once(spill, self._sender, self._attempt_timeout(self._clock()))
             if step is not None:
                 self._outage.attempt_ended(step.done, step.error)
@@ -383,13 +384,12 @@ class BatchWorker:
         if not entries:
             return
         self.counters.last_error = str(err)
-        ledger = self._ledger
         if not err.retriable:
             kept = self._sender.dead_letter(list(entries), err)
             for outcome in (Outcome.DEAD_LETTERED, Outcome.DROPPED):
                 wanted = outcome is Outcome.DEAD_LETTERED
                 for run in runs(n for n, k in zip(numbers, kept, strict=True) if k is wanted):
-                    ledger.resolve(run, outcome)
+                    self._ledger.resolve(run, outcome)
         elif self._spill is not None:
             # Into the slot the queue's overflow kept ahead of newer records, if it did. The
             # store resolves them: spilled once durable, dropped if it cannot keep them.
@@ -397,4 +397,4 @@ class BatchWorker:
         else:
             self._sender.count_failed(len(entries), err)
             for run in runs(numbers):
-                ledger.resolve(run, Outcome.DROPPED)
+                self._ledger.resolve(run, Outcome.DROPPED)

@@ -14,6 +14,7 @@ import dataclasses
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
@@ -70,7 +71,9 @@ class ShipAgent:
         self._inputs: dict[str, Input] = {}
         self._follows: dict[FileKey, Follow] = {}
         self._resting = RestingFiles(clock=clock)  # offsets of files not open; pruned when gone
-        self._reload_to: ShipConfig | None = None
+        # The latest reload asked for (a SIGHUP): taken off in one step, so that one asked for
+        # while the previous is applied is kept for the next turn, never cleared unseen.
+        self._reloads: deque[ShipConfig] = deque(maxlen=1)
         self._first_start = True
         self._dirty = False
         self._watcher = ChangeWatcher(None)  # started by run()
@@ -106,7 +109,7 @@ class ShipAgent:
 
     def request_reload(self, config: ShipConfig) -> None:
         """Apply ``config`` at the next turn of the loop (from a SIGHUP handler)."""
-        self._reload_to = config
+        self._reloads.append(config)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -119,8 +122,8 @@ class ShipAgent:
         _LIVE.add(self)
         try:
             while not stop.is_set():
-                if self._reload_to is not None:
-                    self._reload(self._reload_to)
+                if self._reloads:
+                    self._reload(self._reloads.popleft())
                     cadence.reconfigure(**self._intervals())
                 turn = cadence.turn(self._clock())
                 if turn.scan:
@@ -145,7 +148,6 @@ class ShipAgent:
 
     def _reload(self, config: ShipConfig) -> None:
         """New inputs start being followed; removed ones stop, keeping their offsets."""
-        self._reload_to = None
         self.counters["reloads"] += 1
         self._config = dataclasses.replace(config, state_dir=self._config.state_dir)
         wanted = {i.name: i for i in config.inputs}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -23,6 +24,7 @@ import orjson
 from kafkalog.config import PipelineConfig
 from kafkalog.errors import KafkalogError
 from kafkalog.pipeline import Outcome, Pipeline
+from kafkalog.pipeline.outcome import OutcomeLedger
 from kafkalog.sink.documents import Document
 
 __all__ = ["DeadLetterError", "DeadLetters", "dead_letter"]
@@ -63,6 +65,10 @@ class DeadLetters:
         self._wait_s = wait_s
         self._lock = threading.Lock()
         self._lost: list[range] = []  # numbers reported DROPPED
+        # The numbers whose report reached _on_outcome. The pipeline's wait() ends once they
+        # are resolved, which can be before their reports are handed to the callback: a
+        # dropped letter would then look safe. send() waits for this watermark too.
+        self._heard = OutcomeLedger()
         self._pipeline = Pipeline(config=config, on_outcome=self._on_outcome)
 
     def _on_outcome(self, outcome: Outcome, numbers: range) -> None:
@@ -70,6 +76,7 @@ class DeadLetters:
             with self._lock:
                 self._lost.append(numbers)
                 del self._lost[:-1000]  # only a waiting send() needs them: recent ones
+        self._heard.resolve(numbers, outcome)  # after _lost: a send() woken by it sees them
 
     def send(self, letters: Sequence[tuple[Document, str]]) -> None:
         """Send one dead letter per (document, reason); return once all are safe. Raises
@@ -80,7 +87,9 @@ class DeadLetters:
                    for doc, reason in letters]
         if 0 in numbers:
             raise DeadLetterError(f"dead-letter pipeline refused a record ({self.topic})")
-        if not self._pipeline.wait(max(numbers), timeout_s=self._wait_s):
+        deadline = time.monotonic() + self._wait_s
+        if not (self._pipeline.wait(max(numbers), timeout_s=self._wait_s) and self._heard.wait(
+                max(numbers), max(0.0, deadline - time.monotonic()))):
             raise DeadLetterError(f"dead letters not safe within {self._wait_s:.0f} s")
         with self._lock:
             lost = any(n in run for run in self._lost for n in numbers)

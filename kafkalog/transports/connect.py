@@ -110,6 +110,8 @@ class ConnectAttempt:
         self.producer: Any = None
         self.error: BaseException | None = None
         self._abandoned = False
+        # Orders _run()'s hand-over against abandon(): exactly one of them closes the producer.
+        self._lock = threading.Lock()
         self._settings = dict(settings)
         self._refusals: collections.deque[BaseException] = collections.deque(maxlen=4)
         factory = watching_client_factory(self._refusals, is_refusal)
@@ -136,10 +138,12 @@ class ConnectAttempt:
             # certificate, a login) only as a timeout: report the refusal instead.
             self.error = self.refusal() or exc
         else:
-            if self._abandoned:  # closed while we were connecting: nobody will use it
+            with self._lock:
+                abandoned = self._abandoned
+                if not abandoned:
+                    self.producer = producer
+            if abandoned:  # closed while we were connecting: nobody will use it
                 producer.close(timeout=0)
-            else:
-                self.producer = producer
         finally:
             self.done.set()
 
@@ -155,9 +159,11 @@ class ConnectAttempt:
 
     def abandon(self) -> None:
         """The transport closed: close the producer when (if) it arrives."""
-        self._abandoned = True
-        if self.done.is_set() and self.producer is not None:
-            self.producer.close(timeout=0)
+        with self._lock:  # else _run() could check the flag before it is set, and hand the
+            self._abandoned = True  # producer over after this looked for it: never closed
+            producer = self.producer
+        if producer is not None:
+            producer.close(timeout=0)
 
 
 def watch_topic_errors(producer: Any, sink: dict[str, type[BaseException]]) -> bool:

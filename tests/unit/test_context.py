@@ -174,7 +174,7 @@ def test_fields_are_read_on_the_logging_thread_not_the_worker(logger: logging.Lo
     with context.bound(request_id="r-1"):
         logger.info("first")
     logger.info("second")
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     by_msg = {m["message"]: m for m in transport.messages()}
     assert by_msg["first"]["request_id"] == "r-1"
     assert "request_id" not in by_msg["second"]
@@ -189,7 +189,7 @@ def test_key_option_uses_a_bound_field_when_the_record_has_none(logger: logging.
         logger.info("bound")
         logger.info("extra wins", extra={"request_id": "extra-2"})
     logger.info("no key")
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     assert [key for _value, key in transport.records] == [b"bound-1", b"extra-2", None]
 
 

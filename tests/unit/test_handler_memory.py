@@ -20,14 +20,14 @@ def test_a_kept_record_costs_about_its_length_not_a_4_kib_encoder_buffer(
                            spill_dir=None)
     logger.addHandler(handler)
     logger.info("warm up")  # starts the worker and builds the formatter's caches
-    assert handler.flush(5)
+    assert handler.flush(30.0)
     count = 2000
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
         for i in range(count):
             logger.info("record %d", i, extra={"seq": i})
-        assert handler.flush(5)
+        assert handler.flush(30.0)
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()

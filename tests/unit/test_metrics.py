@@ -53,7 +53,7 @@ def test_scrape_shows_what_the_handler_counted(logger: logging.Logger) -> None:
     register(handler, registry=registry)
     for i in range(250):
         logger.info("record %d", i)
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     got = scrape(registry)
     assert got[("kafkalog_enqueued_total", "billing")] == 250
     assert got[("kafkalog_delivered_total", "billing")] == 250
@@ -72,7 +72,7 @@ def test_every_documented_metric_is_exposed(logger: logging.Logger) -> None:
     handler = make(MemoryTransport())
     logger.addHandler(handler)
     logger.info("one")
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     registry = CollectorRegistry()
     register(handler, registry=registry)
     got = scrape(registry)
@@ -91,7 +91,7 @@ def test_failures_and_retries_are_counted(logger: logging.Logger) -> None:
     registry = CollectorRegistry()
     register(handler, registry=registry)
     logger.info("late")
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     got = scrape(registry)
     assert got[("kafkalog_retries_total", "t")] == 2
     assert got[("kafkalog_delivered_total", "t")] == 1
@@ -108,7 +108,7 @@ def test_handlers_of_one_topic_are_added_up_and_topics_kept_apart(
         logger.handlers = [handler]
         for i in range(count):
             logger.info("r%d", i)
-        assert handler.flush(5.0)
+        assert handler.flush(30.0)
     logger.handlers = [a, b, c]  # closed by the logger fixture
     got = scrape(registry)
     assert got[("kafkalog_delivered_total", "shared")] == 7
@@ -123,7 +123,7 @@ def test_counts_of_a_closed_handler_stay_after_it_is_gone(logger: logging.Logger
     logger.addHandler(handler)
     for i in range(10):
         logger.info("r%d", i)
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     assert scrape(registry)[("kafkalog_delivered_total", "gone")] == 10
     logger.removeHandler(handler)
     handler.close()
@@ -137,7 +137,7 @@ def test_counts_of_a_closed_handler_stay_after_it_is_gone(logger: logging.Logger
     again = make(MemoryTransport(), topic="gone")
     logger.addHandler(again)
     logger.info("more")
-    assert again.flush(5.0)
+    assert again.flush(30.0)
     got = scrape(registry)
     assert got[("kafkalog_delivered_total", "gone")] == 11
     assert got[("kafkalog_handlers", "gone")] == 1
@@ -151,7 +151,7 @@ def test_a_handler_collected_between_scrapes_keeps_what_was_scraped(
     collector = register(handler, registry=registry)
     logger.addHandler(handler)
     logger.info("r")
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     assert scrape(registry)[("kafkalog_delivered_total", "brief")] == 1
     logger.removeHandler(handler)
     handler.close()
@@ -188,11 +188,11 @@ def test_a_forked_child_reports_only_its_own_records(logger: logging.Logger) -> 
     logger.addHandler(handler)
     for i in range(5):
         logger.info("parent %d", i)
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     closed = make(MemoryTransport(), topic="forked")  # its counts are kept as retired ones
     logger.addHandler(closed)
     logger.info("parent, closed handler")
-    assert closed.flush(5.0)
+    assert closed.flush(30.0)
     assert scrape(registry)[("kafkalog_delivered_total", "forked")] == 7  # 5 + 1 + 1
     logger.removeHandler(closed)
     closed.close()
@@ -202,7 +202,7 @@ def test_a_forked_child_reports_only_its_own_records(logger: logging.Logger) -> 
         try:
             logger.handlers = [handler]
             logger.info("child")
-            handler.flush(5.0)
+            handler.flush(30.0)
             os.write(write_fd, orjson.dumps(scrape(registry)[("kafkalog_delivered_total",
                                                               "forked")]))
         finally:
@@ -225,7 +225,7 @@ def test_a_pipeline_of_its_own_is_followed_like_a_handler() -> None:
                         transport_factory=MemoryTransport.factory(transport))
     for i in range(40):
         pipeline.submit(b"%d" % i)
-    assert pipeline.flush(5.0)
+    assert pipeline.flush(30.0)
     got = scrape(registry)
     assert got[("kafkalog_delivered_total", "events")] == 40
     assert got[("kafkalog_handlers", "events")] == 1

@@ -298,7 +298,7 @@ def test_the_handler_masks_with_its_configured_keys(logger: logging.Logger) -> N
                            transport_factory=MemoryTransport.factory(transport))
     logger.addHandler(handler)
     logger.info("signup", extra={"user": {"ssn": "123-45-6789", "password": "kept"}})
-    assert handler.flush(5.0)
+    assert handler.flush(30.0)
     handler.close()
     (message,) = transport.messages()
     assert message["user"] == {"ssn": MASK, "password": "kept"}

@@ -29,7 +29,7 @@ class Outcomes:
                 self.by_number.setdefault(n, []).append(outcome)
             self.changed.notify_all()
 
-    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
         with self.changed:
             return self.changed.wait_for(predicate, timeout_s)
 
@@ -50,7 +50,7 @@ def test_submit_numbers_records_and_every_one_is_reported_delivered() -> None:
     pipeline = make(transport, outcomes)
     numbers = [pipeline.submit(b"v%d" % i, b"k" if i % 2 else None) for i in range(500)]
     assert numbers == list(range(1, 501))
-    assert pipeline.flush(5.0)
+    assert pipeline.flush(30.0)
     assert pipeline.resolved() == pipeline.accepted == 500
     assert outcomes.wait_for(lambda: len(outcomes.by_number) == 500)
     assert set(outcomes.final().values()) == {Outcome.DELIVERED}
@@ -80,7 +80,7 @@ def test_spilled_is_reported_only_once_the_segment_is_fsynced(tmp_path: Path) ->
     spill.sync = sync_and_note  # type: ignore[method-assign]
     first = pipeline.submit(b"a")
     pipeline.submit(b"b")
-    assert pipeline.wait(2, 5.0)
+    assert pipeline.wait(2, 30.0)
     assert synced.is_set(), "resolved only after an fsync"
     assert outcomes.wait_for(lambda: len(outcomes.by_number) == 2)
     assert outcomes.final() == {first: Outcome.SPILLED, first + 1: Outcome.SPILLED}
@@ -108,7 +108,7 @@ def test_a_refused_record_that_cannot_be_kept_is_dropped() -> None:
     transport.fail_next = [refusal, refusal]
     pipeline = make(transport, outcomes)  # no spill dir, no dead-letter topic
     number = pipeline.submit(b"poison")
-    pipeline.flush(5.0)
+    pipeline.flush(30.0)
     assert outcomes.wait_for(lambda: number in outcomes.by_number)
     assert outcomes.final() == {number: Outcome.DROPPED}
     assert pipeline.stats()["failed"] == 1
@@ -123,7 +123,7 @@ def test_overflow_drops_are_reported() -> None:
     assert 0 in numbers, "a full queue refuses the newest record"
     assert newest.stats()["dropped_newest"] == numbers.count(0)
     transport.gate.set()
-    assert newest.flush(5.0)
+    assert newest.flush(30.0)
     newest.close()
 
     transport, outcomes = MemoryTransport(), Outcomes()
@@ -149,7 +149,7 @@ def test_the_spill_cap_drops_and_says_so(tmp_path: Path) -> None:
                     spill_max_bytes=4096, spill_segment_bytes=4096,
                     spill_full_policy="drop_newest")
     for _ in range(20):  # one at a time: each is a batch of its own
-        assert pipeline.wait(pipeline.submit(b"x" * 600), 5.0)
+        assert pipeline.wait(pipeline.submit(b"x" * 600), 30.0)
     assert outcomes.wait_for(lambda: len(outcomes.by_number) == 20)
     final = outcomes.final()
     spilled = [n for n, o in final.items() if o is Outcome.SPILLED]
@@ -173,11 +173,11 @@ def test_a_record_dropped_from_the_spill_after_it_was_reported_spilled_is_report
                     spill_max_bytes=6000, spill_segment_bytes=4096,
                     spill_full_policy="drop_oldest")
     first = pipeline.submit(b"x" * 1500)
-    assert pipeline.wait(first, 5.0)
+    assert pipeline.wait(first, 30.0)
     assert outcomes.wait_for(lambda: outcomes.final().get(first) is Outcome.SPILLED)
     for _ in range(12):  # each needs room: the oldest segment goes
         pipeline.submit(b"y" * 1500)
-    assert pipeline.wait(pipeline.accepted, 5.0)
+    assert pipeline.wait(pipeline.accepted, 30.0)
     assert outcomes.wait_for(lambda: outcomes.by_number[first][-1] is Outcome.DROPPED)
     assert outcomes.by_number[first] == [Outcome.SPILLED, Outcome.DROPPED]
     assert pipeline.stats()["dropped_after_spilled"] >= 1
@@ -204,7 +204,7 @@ def test_a_failing_callback_does_not_stop_delivery() -> None:
                         transport_factory=MemoryTransport.factory(transport))
     for i in range(3):
         pipeline.submit(b"%d" % i)
-        assert pipeline.flush(5.0)
+        assert pipeline.flush(30.0)
     pipeline.close()
     assert len(transport.records) == 3
     assert sum(len(r) for r in seen) == 3
@@ -219,5 +219,5 @@ def test_submit_refuses_what_is_not_bytes_at_once() -> None:
         pipeline.submit(b"v", "k")  # type: ignore[arg-type]
     assert pipeline.accepted == 0
     assert pipeline.submit(b"v", b"k") == 1
-    assert pipeline.flush(5.0)
+    assert pipeline.flush(30.0)
     pipeline.close()

@@ -9,10 +9,11 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from race_hooks import HookOnClear
 from spill_store_helpers import small_filesystem
 
 from kafkalog import ConfigError, TransportError
@@ -141,21 +142,6 @@ def test_close_spills_what_is_still_in_memory_when_kafka_is_unreachable(tmp_path
     assert pipeline.stats()["spill_pending_records"] == 501
 
 
-class _HookOnClear(threading.Event):
-    """The worker's wake-up event, with a hook run once just before the next clear(): a stop
-    that lands between the worker's last check and its clear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.hook: Callable[[], None] | None = None
-
-    def clear(self) -> None:
-        hook, self.hook = self.hook, None
-        if hook is not None:
-            hook()
-        super().clear()
-
-
 def test_an_abort_just_before_the_replay_sleep_clears_its_wakeup_is_not_slept_through(
     tmp_path: Path,
 ) -> None:
@@ -166,7 +152,7 @@ def test_an_abort_just_before_the_replay_sleep_clears_its_wakeup_is_not_slept_th
     pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
                     close_timeout_ms=600_000, retry_backoff_ms=60_000,
                     retry_backoff_max_ms=60_000)
-    wakeup = _HookOnClear()
+    wakeup = HookOnClear()
     pipeline._queue.wakeup = wakeup
     assert pipeline.wait(pipeline.submit(b"first"), 30.0)
     worker = pipeline._worker

@@ -34,7 +34,7 @@ def test_submit_many_delivers_in_order_and_numbers_like_submit() -> None:
         assert p.submit_many(values(3), [b"k0", None, b"k2"]) == (3, 4)
         assert p.submit_many(values(2, 3)) == (2, 6)
         assert p.submit(b"z") == 7
-        assert p.flush(5)
+        assert p.flush(30.0)
         assert transport.records == [(b"a", None), (b"r0", b"k0"), (b"r1", None),
                                      (b"r2", b"k2"), (b"r3", None), (b"r4", None), (b"z", None)]
         assert p.resolved() == 7

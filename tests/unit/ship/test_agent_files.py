@@ -44,7 +44,7 @@ def running(agent: ShipAgent) -> Iterator[None]:
 
 
 def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)  # polled, bounded: the agent works on its own thread

@@ -29,7 +29,7 @@ def entries(tmp_path: Path) -> dict[str, int]:
 
 
 def wait_for(predicate: object, what: str) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not predicate():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)  # polled, bounded: the agent works on its own thread

@@ -15,7 +15,7 @@ from kafkalog.sink import Sink, sink_config
 P0, P1 = Partition("logs", 0), Partition("logs", 1)
 
 
-def run_until(sink: Sink, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+def run_until(sink: Sink, condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
     """Run ``sink`` on a thread until ``condition`` holds (bounded), then stop it."""
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop,))

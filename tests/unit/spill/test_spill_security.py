@@ -141,7 +141,7 @@ def test_the_handler_warns_at_start_about_an_open_spill_directory(
     logger.addHandler(handler)
     try:
         logger.warning("still delivered")
-        assert handler.flush(5.0)
+        assert handler.flush(30.0)
     finally:
         logger.removeHandler(handler)
         handler.close()
