@@ -1,10 +1,13 @@
-"""Helpers for the file agent's tests: a numbered-line writer, an agent run in a thread, and a
-checker that reads the topic back and reports gaps and duplicates."""
+"""Helpers for the file agent's tests: a numbered-line writer, an agent run in a thread or as a
+``kafkalog ship`` process, and a checker that reads the topic back and reports gaps and
+duplicates."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -159,3 +162,9 @@ def append(path: Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def ship(*args: str) -> subprocess.Popen[str]:
+    """``kafkalog ship ARGS`` as a process, its output (both streams) captured as text."""
+    return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -5,8 +5,6 @@ error that names it."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -14,7 +12,7 @@ from pathlib import Path
 from broker.kraft import free_port
 from conftest import ExternalBroker
 from prometheus_client.parser import text_string_to_metric_families
-from ship_harness import append, lines, log_file
+from ship_harness import append, lines, log_file, ship
 from sink_harness import file_lines, log_records, sink, stop, wait_for
 
 
@@ -27,11 +25,6 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         return {}
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def ship(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_ship_serves_its_files_and_its_deliveries(

@@ -8,13 +8,12 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from broker.kraft import KafkaBroker
-from ship_harness import append, check, lines, log_file, number_of, numbered, wait_for
+from ship_harness import append, check, lines, log_file, number_of, numbered, ship, wait_for
 
 from kafkalog.ship.registry import Registry
 
@@ -23,11 +22,6 @@ KILLS = int(os.environ.get("KAFKALOG_SHIP_KILLS", "30"))
 
 def new_topic() -> str:
     return f"shipp-{uuid.uuid4().hex[:12]}"
-
-
-def ship(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "kafkalog.cli", "ship", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def holds_lock(state: Path) -> bool:
