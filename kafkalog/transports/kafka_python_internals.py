@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: The kafka-python versions CI runs, as pyproject.toml bounds them: raise both together.
-TESTED_VERSIONS = ">=3.0.5,<3.1"
+TESTED_VERSIONS = ">=3.0.12,<3.1"
 #: Set to 1 (or true, yes, on) to keep the kafka-python transport to the public ``send()``.
 PUBLIC_API_ENV = "KAFKALOG_KAFKA_PYTHON_PUBLIC_API"
 _ON = frozenset({"1", "true", "yes", "on"})
