@@ -102,14 +102,20 @@ def test_a_spill_dir_that_does_not_exist_yet_is_accepted_and_not_created(tmp_pat
 # -- close() while Kafka is unreachable --------------------------------------------------------
 
 
+def spilling_with_kafka_down(tmp_path: Path, outcomes: Outcomes) -> Pipeline:
+    """A pipeline whose Kafka is down for good: every batch goes to the spill at once, and the
+    worker then sits in a minute's replay backoff (close_timeout_ms is ten minutes)."""
+    transport = MemoryTransport()
+    transport.fail_next = [DOWN] * 100_000
+    return make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
+                close_timeout_ms=600_000, retry_backoff_ms=60_000, retry_backoff_max_ms=60_000)
+
+
 def test_close_does_not_wait_for_close_timeout_when_kafka_is_unreachable_and_all_is_spilled(
     tmp_path: Path,
 ) -> None:
-    transport, outcomes = MemoryTransport(), Outcomes()
-    transport.fail_next = [DOWN] * 100_000
-    pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
-                    close_timeout_ms=600_000, retry_backoff_ms=60_000,
-                    retry_backoff_max_ms=60_000)
+    outcomes = Outcomes()
+    pipeline = spilling_with_kafka_down(tmp_path, outcomes)
     for i in range(200):
         pipeline.submit(b"record %d" % i)
     assert pipeline.flush(30.0), "everything is durably in the spill"
@@ -125,11 +131,8 @@ def test_close_does_not_wait_for_close_timeout_when_kafka_is_unreachable_and_all
 
 
 def test_close_spills_what_is_still_in_memory_when_kafka_is_unreachable(tmp_path: Path) -> None:
-    transport, outcomes = MemoryTransport(), Outcomes()
-    transport.fail_next = [DOWN] * 100_000
-    pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
-                    close_timeout_ms=600_000, retry_backoff_ms=60_000,
-                    retry_backoff_max_ms=60_000)
+    outcomes = Outcomes()
+    pipeline = spilling_with_kafka_down(tmp_path, outcomes)
     assert pipeline.wait(pipeline.submit(b"first"), 30.0)
     for i in range(500):  # the worker sits in a minute's backoff: these stay queued a while
         pipeline.submit(b"later %d" % i)
@@ -147,11 +150,8 @@ def test_an_abort_just_before_the_replay_sleep_clears_its_wakeup_is_not_slept_th
 ) -> None:
     # The race behind a CI failure: abort() set the event, the sleeping worker cleared it and
     # then waited out a whole backoff (here a minute) before noticing.
-    transport, outcomes = MemoryTransport(), Outcomes()
-    transport.fail_next = [DOWN] * 100_000
-    pipeline = make(transport, outcomes, spill_dir=str(tmp_path / "spill"), spill_after_ms=0,
-                    close_timeout_ms=600_000, retry_backoff_ms=60_000,
-                    retry_backoff_max_ms=60_000)
+    outcomes = Outcomes()
+    pipeline = spilling_with_kafka_down(tmp_path, outcomes)
     wakeup = HookOnClear()
     pipeline._queue.wakeup = wakeup
     assert pipeline.wait(pipeline.submit(b"first"), 30.0)
